@@ -1,0 +1,1 @@
+"""Capture reading: pcap and pcapng files into batches of raw frames."""

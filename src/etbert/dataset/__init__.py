@@ -1,0 +1,1 @@
+"""Dataset preparation: anonymise, label, deduplicate, split and write flows as Parquet + manifest."""

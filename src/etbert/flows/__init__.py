@@ -1,0 +1,1 @@
+"""Flow assembly: decoded packets into bidirectional flow records (the flow meter)."""

@@ -1,0 +1,1 @@
+"""Packet decoding: raw frames into header fields, vectorised over a batch."""
