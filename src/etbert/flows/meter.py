@@ -14,7 +14,6 @@ Rules that end a flow (defaults follow nfstream):
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +28,7 @@ from etbert.flows.arrays import (
     segment_start_positions,
 )
 from etbert.flows.schema import FLOW_SCHEMA, TCP_FLAG_NAMES
+from etbert.packets.addresses import format_addresses
 from etbert.packets.batch import PacketBatch, Status
 from etbert.protocols import tcp
 
@@ -146,7 +146,6 @@ class FlowMeter:
         self._bursts = _Table(_BURST_COLUMNS)
         self._clock = None  # latest timestamp seen, drives expiry
         self._flow_index = 0
-        self._address_text: dict[bytes, str] = {}
         self._grow(1024)
 
     # ----- public -------------------------------------------------------------------------------
@@ -538,9 +537,9 @@ class FlowMeter:
             "linktype": s_["linktype"],
             "ip_version": s_["ip_version"],
             "protocol": s_["protocol"],
-            "client_ip": self._addresses(s_["client_addr"]),
+            "client_ip": pa.array(format_addresses(s_["client_addr"]), pa.string()),
             "client_port": s_["client_port"],
-            "server_ip": self._addresses(s_["server_addr"]),
+            "server_ip": pa.array(format_addresses(s_["server_addr"]), pa.string()),
             "server_port": s_["server_port"],
             "start_time": s_["start_ns"] / NS,
             "duration": (s_["last_ns"] - s_["start_ns"]) / NS,
@@ -608,29 +607,6 @@ class FlowMeter:
             data, offsets = gather_ranges(self._packet_bytes, self._packets["bstart"], self._packets["blen"])
             self._packet_bytes = data
             self._packets.columns["bstart"] = offsets[:-1]
-
-    def _addresses(self, addresses: np.ndarray) -> pa.Array:
-        text = []
-        cache = self._address_text
-        for raw in addresses:
-            key = raw.tobytes()
-            value = cache.get(key)
-            if value is None:
-                value = address_text(key)
-                if len(cache) < 1 << 16:
-                    cache[key] = value
-            text.append(value)
-        return pa.array(text, pa.string())
-
-
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-
-
-def address_text(address: bytes) -> str:
-    """Text form of a 16-byte address; IPv4-mapped addresses print as dotted quads."""
-    if address[:12] == _V4_MAPPED_PREFIX:
-        return socket.inet_ntop(socket.AF_INET, address[12:])
-    return socket.inet_ntop(socket.AF_INET6, address)
 
 
 def _cut_reason(idle: np.ndarray, active: np.ndarray) -> np.ndarray:

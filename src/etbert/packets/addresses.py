@@ -21,8 +21,9 @@ def format_addresses(addresses: np.ndarray) -> list[str]:
     """Text of each row of an (n, 16) uint8 array; each distinct address is formatted once."""
     if not len(addresses):
         return []
-    distinct, inverse = np.unique(addresses, axis=0, return_inverse=True)
-    texts = [format_address(row) for row in distinct]
+    rows = np.ascontiguousarray(addresses, dtype=np.uint8).view(np.dtype((np.void, 16))).ravel()
+    distinct, inverse = np.unique(rows, return_inverse=True)  # void rows sort far faster than axis=0
+    texts = [format_address(row.tobytes()) for row in distinct]
     return [texts[i] for i in inverse.reshape(-1)]
 
 
