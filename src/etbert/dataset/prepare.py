@@ -1,0 +1,308 @@
+"""`prepare`: captures in, a labelled, anonymised, deduplicated and split flow dataset out.
+
+Two passes keep memory bounded: pass one meters every capture (in parallel, one capture per worker)
+into Parquet parts plus a small per-flow index (label, capture, start time, duplicate key); pass two
+decides duplicates, class limits and splits on that index and streams the parts into the final file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from etbert.capture.frames import CaptureReport
+from etbert.capture.reader import iter_capture_files, read_frames
+from etbert.dataset.anonymize import POLICIES, anonymize_flow, mask_identity
+from etbert.dataset.labels import LabelSource, capture_name, load_label_source
+from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
+from etbert.dataset.manifest import build_manifest, write_json
+from etbert.dataset.split import SPLIT_METHODS, apply_class_limits, assign_splits, duplicate_mask
+from etbert.flows.meter import FlowMeter, MeterConfig, MeterCounters
+from etbert.packets.decode import decode
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    meter: MeterConfig = field(default_factory=MeterConfig)
+    labels: str | None = None  # None (auto), "folders", "stem" or a CSV path
+    split: str = "flow"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    anonymize: str = "strict"
+    seed: int = 0
+    max_per_class: int | None = None
+    min_per_class: int | None = None
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.anonymize not in POLICIES:
+            raise ValueError(f"unknown anonymisation policy {self.anonymize!r}; choose one of {', '.join(POLICIES)}")
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"unknown split {self.split!r}; choose one of {', '.join(SPLIT_METHODS)}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+
+@dataclass
+class CaptureResult:
+    """What pass one learnt from one capture: its report, counters and the index of its flows."""
+
+    capture: str
+    report: CaptureReport
+    counters: MeterCounters
+    part: str | None
+    labels: list[str]
+    start_times: list[float]
+    duplicate_keys: list[bytes]
+    packet_counts: list[int]
+
+
+class PrepareError(Exception):
+    """A usage problem that stops `prepare` before it writes anything (bad path, existing output...)."""
+
+
+def prepare(
+    input_path: Path,
+    output: Path,
+    config: PrepareConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Prepare a dataset from a capture file or folder; returns the manifest (also written beside the data).
+
+    ``on_progress(done_bytes, total_bytes)`` is called as captures are read.
+    """
+    input_path = Path(input_path)
+    output = Path(output)
+    if not input_path.exists():
+        raise PrepareError(f"input {input_path} does not exist")
+    if output.exists() and not config.overwrite:
+        raise PrepareError(f"output {output} already exists (use --overwrite to replace it)")
+    captures = iter_capture_files(input_path)
+    if not captures:
+        raise PrepareError(f"no files found under {input_path}")
+    root = input_path if input_path.is_dir() else input_path.parent
+    label_source = load_label_source(config.labels, root, captures)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        results = _meter_all(captures, root, staging, config, label_source, on_progress)
+        manifest = _finish(results, staging, config, input_path, label_source)
+        _publish(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ----- pass one: meter captures ---------------------------------------------------------------------
+
+
+def _meter_all(captures, root, staging, config, label_source, on_progress) -> list[CaptureResult]:
+    sizes = [path.stat().st_size for path in captures]
+    total = sum(sizes)
+    done = 0
+    jobs = [(path, capture_name(path, root), staging / "parts" / f"{i:06d}.parquet") for i, path in enumerate(captures)]
+    (staging / "parts").mkdir()
+    results: list[CaptureResult] = []
+    if config.workers == 1:
+        for (path, name, part), size in zip(jobs, sizes):
+            def progress(read_bytes, base=done):
+                if on_progress:
+                    on_progress(base + read_bytes, total)
+
+            results.append(meter_capture(path, name, part, config, label_source, progress))
+            done += size
+            if on_progress:
+                on_progress(done, total)
+        return results
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        futures = [pool.submit(meter_capture, path, name, part, config, label_source) for path, name, part in jobs]
+        for future, size in zip(futures, sizes):
+            results.append(future.result())
+            done += size
+            if on_progress:
+                on_progress(done, total)
+    return results
+
+
+def meter_capture(
+    path: Path,
+    name: str,
+    part: Path,
+    config: PrepareConfig,
+    label_source: LabelSource,
+    on_bytes: Callable[[int], None] | None = None,
+) -> CaptureResult:
+    """Read, decode and meter one capture; label and anonymise its flows into one Parquet part."""
+    report = CaptureReport(path=name)
+    meter = FlowMeter(config.meter, capture=name)
+    seed = _capture_seed(config.seed, name)
+    writer = None
+    labels: list[str] = []
+    start_times: list[float] = []
+    keys: list[bytes] = []
+    packet_counts: list[int] = []
+
+    def write(flows: pa.RecordBatch | None):
+        nonlocal writer
+        if flows is None or flows.num_rows == 0:
+            return
+        table, flow_labels, flow_keys = _label_and_anonymize(flows, config.anonymize, seed, label_source, name)
+        if writer is None:
+            writer = pq.ParquetWriter(part, table.schema, compression="zstd")
+        writer.write_table(table)
+        labels.extend(flow_labels)
+        keys.extend(flow_keys)
+        start_times.extend(flows.column("start_time").to_pylist())
+        packet_counts.extend(pc.add(flows.column("fwd_packets"), flows.column("bwd_packets")).to_pylist())
+
+    for frames in read_frames(path, report):
+        write(meter.add(decode(frames)))
+        if on_bytes:
+            on_bytes(report.bytes)
+    write(meter.flush())
+    if writer is not None:
+        writer.close()
+    return CaptureResult(
+        capture=name,
+        report=report,
+        counters=meter.counters,
+        part=str(part) if writer is not None else None,
+        labels=labels,
+        start_times=start_times,
+        duplicate_keys=keys,
+        packet_counts=packet_counts,
+    )
+
+
+def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: LabelSource, capture: str):
+    """Attach labels, replace packet bytes by their anonymised form, and compute duplicate keys."""
+    columns = flows.to_pydict()
+    labels = []
+    keys = []
+    anonymized = []
+    for i in range(flows.num_rows):
+        label = label_source.for_flow(
+            capture,
+            columns["protocol"][i],
+            columns["client_ip"][i],
+            columns["client_port"][i],
+            columns["server_ip"][i],
+            columns["server_port"][i],
+        )
+        labels.append(label or "")
+        packets = columns["pkt_bytes"][i]
+        l4 = columns["pkt_l4_offset"][i]
+        directions = columns["pkt_direction"][i]
+        anonymized.append(anonymize_flow(packets, l4, directions, policy, seed + columns["flow_index"][i]))
+        keys.append(_duplicate_key(columns, i, mask_identity(packets, l4)))
+    table = pa.Table.from_batches([flows])
+    table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes",
+                             pa.array(anonymized, flows.schema.field("pkt_bytes").type))
+    table = table.append_column("label", pa.array(labels, pa.string()))
+    return table, labels, keys
+
+
+def _duplicate_key(columns: dict, i: int, masked_packets: list[bytes]) -> bytes:
+    """Identity-free fingerprint of one flow sample: what a model sees, minus addresses, ports and counters."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(bytes([columns["protocol"][i]]))
+    for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes"):
+        digest.update(int(columns[name][i]).to_bytes(8, "little"))
+    for direction, packet in zip(columns["pkt_direction"][i], masked_packets):
+        digest.update(bytes([direction]) + len(packet).to_bytes(4, "little") + packet)
+    return digest.digest()
+
+
+def _capture_seed(seed: int, name: str) -> int:
+    """A per-capture seed that does not depend on the order or the worker that handles the capture."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=4).digest(), "little") << 20
+
+
+# ----- pass two: decide and write -------------------------------------------------------------------
+
+
+def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source) -> dict:
+    labels = np.array([label for r in results for label in r.labels], dtype=object)
+    captures = np.array([r.capture for r in results for _ in r.labels], dtype=object)
+    start_times = np.array([t for r in results for t in r.start_times], dtype=np.float64)
+    keys = [k for r in results for k in r.duplicate_keys]
+
+    duplicates, duplicate_report = duplicate_mask(keys, labels)
+    keep = ~duplicates
+    labelled = keep & (labels != "")
+    limit_keep, limit_report = apply_class_limits(labels[labelled], config.max_per_class, config.min_per_class,
+                                                  config.seed)
+    keep[np.flatnonzero(labelled)[~limit_keep]] = False
+
+    # Unlabelled flows (kept for pre-training) are split among themselves, so they never shift class strata.
+    splits = np.full(len(labels), "", dtype=object)
+    split_report = None
+    for rows in (keep & (labels != ""), keep & (labels == "")):
+        if rows.any():
+            splits[rows], report = assign_splits(
+                labels[rows], captures[rows], start_times[rows], config.split, config.fractions, config.seed
+            )
+            split_report = split_report or report
+    _write_flows(results, staging / FLOWS_NAME, keep, splits)
+
+    manifest = build_manifest(
+        config=config,
+        input_path=input_path,
+        label_source=label_source,
+        results=results,
+        labels=labels[keep],
+        splits=splits[keep],
+        duplicate_report=duplicate_report,
+        limit_report=limit_report,
+        split_report=split_report,
+    )
+    shutil.rmtree(staging / "parts", ignore_errors=True)
+    write_json(staging / MANIFEST_NAME, manifest)  # written last: its presence marks a complete dataset
+    return manifest
+
+
+def _write_flows(results: list[CaptureResult], path: Path, keep: np.ndarray, splits: np.ndarray) -> None:
+    writer = None
+    row = 0
+    for result in results:
+        if result.part is None:
+            continue
+        table = pq.read_table(result.part)
+        n = table.num_rows
+        mask = keep[row : row + n]
+        table = table.filter(pa.array(mask))
+        table = table.append_column("split", pa.array(splits[row : row + n][mask].tolist(), pa.string()))
+        flow_ids = [f"{result.capture}#{i}" for i in table.column("flow_index").to_pylist()]
+        table = table.append_column("flow_id", pa.array(flow_ids, pa.string()))
+        row += n
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table)
+    if writer is None:
+        pq.write_table(DATASET_SCHEMA.empty_table(), path)
+    else:
+        writer.close()
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """Move the finished dataset into place; an existing one is replaced only after the new one is complete."""
+    if output.exists():
+        retired = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(retired)
+        staging.rename(output)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(output)

@@ -1,0 +1,208 @@
+"""Duplicate removal, class limits and train/val/test splits over plain per-flow arrays.
+
+Every function takes one entry per flow and returns a mask or an array of the same length plus a
+report dataclass (for the manifest). Randomness is seeded per class (from the seed and the class name),
+so one class's sample or split does not change when another class is added or removed.
+
+Unlabelled flows: callers pass only labelled rows to `apply_class_limits`, and split unlabelled rows in
+a call of their own (as one class, label ""), so they never shift the class strata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+SPLIT_METHODS = ("flow", "capture", "time")
+FRACTION_TOLERANCE = 1e-6
+MIN_ROWS_FOR_TEST = 3  # a class this large always gets a test row (and a val row when val is wanted)
+
+
+@dataclass
+class DuplicateReport:
+    """Rows whose identity-free key equals an earlier row's; the first of each group is kept."""
+
+    rows: int
+    duplicates: int
+    label_conflicts: int  # duplicates whose label differs from the kept row's
+    conflicts_by_label: dict[str, int] = field(default_factory=dict)  # dropped row's label -> count
+
+
+@dataclass
+class ClassLimitReport:
+    max_per_class: int | None
+    min_per_class: int | None
+    kept: int
+    removed: int
+    dropped_classes: dict[str, int] = field(default_factory=dict)  # below the minimum: label -> rows
+    capped_classes: dict[str, int] = field(default_factory=dict)  # above the cap: label -> rows before
+
+
+@dataclass
+class SplitReport:
+    method: str
+    fractions: tuple[float, float, float]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> split -> rows
+    captures: dict[str, int] = field(default_factory=dict)  # split -> captures with rows in it
+    warnings: list[str] = field(default_factory=list)
+
+
+def duplicate_mask(keys: list[bytes], labels=None) -> tuple[np.ndarray, DuplicateReport]:
+    """True for every row whose key equals an earlier row's (the first is kept)."""
+    duplicate = np.zeros(len(keys), dtype=bool)
+    first: dict[bytes, int] = {}
+    conflicts: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        kept = first.setdefault(key, row)
+        if kept == row:
+            continue
+        duplicate[row] = True
+        if labels is not None and labels[row] != labels[kept]:
+            conflicts[labels[row]] = conflicts.get(labels[row], 0) + 1
+    report = DuplicateReport(len(keys), int(duplicate.sum()), sum(conflicts.values()), dict(sorted(conflicts.items())))
+    return duplicate, report
+
+
+def apply_class_limits(
+    labels, max_per_class: int | None, min_per_class: int | None, seed: int = 0
+) -> tuple[np.ndarray, ClassLimitReport]:
+    """Keep mask: classes with fewer than ``min_per_class`` rows dropped whole; classes above
+    ``max_per_class`` subsampled at random (seeded). The minimum looks at the rows before the cap."""
+    if max_per_class is not None and max_per_class < 1:
+        raise ValueError("max_per_class must be at least 1")
+    if min_per_class is not None and max_per_class is not None and min_per_class > max_per_class:
+        raise ValueError(f"min_per_class ({min_per_class}) is above max_per_class ({max_per_class})")
+    labels = np.asarray(labels, dtype=object)
+    keep = np.ones(len(labels), dtype=bool)
+    dropped, capped = {}, {}
+    for label, rows in _rows_per_class(labels).items():
+        if min_per_class is not None and len(rows) < min_per_class:
+            keep[rows] = False
+            dropped[label] = len(rows)
+        elif max_per_class is not None and len(rows) > max_per_class:
+            chosen = _class_rng(seed, label, "limit").choice(len(rows), max_per_class, replace=False)
+            keep[rows] = False
+            keep[rows[chosen]] = True
+            capped[label] = len(rows)
+    kept = int(keep.sum())
+    return keep, ClassLimitReport(max_per_class, min_per_class, kept, len(labels) - kept, dropped, capped)
+
+
+def assign_splits(
+    labels, captures, start_times, method: str = "flow", fractions=(0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[np.ndarray, SplitReport]:
+    """"train" / "val" / "test" per row, stratified by label.
+
+    flow     rows (flows) shuffled within each class and cut by the fractions.
+    capture  whole captures per split: each capture goes with its majority class, and each class's
+             captures are dealt (largest first) to the split furthest below its target share of rows.
+    time     within each class, earliest rows train, then val, then test: no test flow of a class
+             started before any of its train flows.
+    """
+    if method not in SPLIT_METHODS:
+        raise ValueError(f"unknown split method {method!r}; choose one of {', '.join(SPLIT_METHODS)}")
+    fractions = _check_fractions(fractions)
+    labels = np.asarray(labels, dtype=object)
+    captures = np.asarray(captures, dtype=object)
+    start_times = np.asarray(start_times, dtype=np.float64)
+    if not len(labels) == len(captures) == len(start_times):
+        raise ValueError("labels, captures and start_times must have one entry per row")
+    report = SplitReport(method, fractions)
+    split_index = np.zeros(len(labels), dtype=np.int64)
+    if method == "capture":
+        _split_by_capture(labels, captures, fractions, seed, split_index, report)
+    else:
+        for label, rows in _rows_per_class(labels).items():
+            if method == "time":
+                ordered = rows[np.argsort(start_times[rows], kind="stable")]
+            else:
+                ordered = rows[_class_rng(seed, label, "split").permutation(len(rows))]
+            split_index[ordered] = np.repeat(np.arange(len(SPLITS)), _split_sizes(len(rows), fractions))
+    splits = np.array(SPLITS, dtype=object)[split_index]
+    _count(labels, captures, splits, report)
+    return splits, report
+
+
+def _split_by_capture(labels, captures, fractions, seed, split_index, report: SplitReport) -> None:
+    rows_of_capture = _rows_per_class(captures)
+    majority: dict[str, list[str]] = {}  # class -> captures it leads
+    for capture, rows in rows_of_capture.items():
+        values, counts = np.unique(labels[rows], return_counts=True)
+        majority.setdefault(values[np.argmax(counts)], []).append(capture)
+    wanted = [i for i, fraction in enumerate(fractions) if fraction > 0]
+    for label in sorted(majority):
+        names = sorted(majority[label])
+        names = [names[i] for i in _class_rng(seed, label, "split").permutation(len(names))]
+        names.sort(key=lambda name: -len(rows_of_capture[name]))  # stable: ties keep the seeded order
+        total = sum(len(rows_of_capture[name]) for name in names)
+        placed_rows = np.zeros(len(SPLITS))
+        placed_captures = np.zeros(len(SPLITS), dtype=np.int64)
+        for position, name in enumerate(names):
+            empty = [i for i in wanted if placed_captures[i] == 0]
+            # Once only as many captures remain as splits lack one, they go to those splits.
+            candidates = empty if len(names) - position <= len(empty) else wanted
+            deficit = [fractions[i] * total - placed_rows[i] for i in candidates]
+            chosen = candidates[int(np.argmax(deficit))]
+            split_index[rows_of_capture[name]] = chosen
+            placed_rows[chosen] += len(rows_of_capture[name])
+            placed_captures[chosen] += 1
+        if len(names) < len(wanted):
+            missing = [SPLITS[i] for i in wanted if placed_captures[i] == 0]
+            report.warnings.append(
+                f"class {label or '(unlabelled)'!r} has {len(names)} capture(s), fewer than the {len(wanted)} splits: "
+                f"none of its captures is in {'/'.join(missing)}"
+            )
+
+
+def _split_sizes(n: int, fractions) -> np.ndarray:
+    """Rows per split for a class of n rows: largest remainders, then at least one test row (and one
+    val row when val is wanted) for classes of MIN_ROWS_FOR_TEST rows or more, taken from train."""
+    exact = np.asarray(fractions) * n
+    sizes = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - sizes), kind="stable")[: n - sizes.sum()]:
+        sizes[i] += 1
+    if n >= MIN_ROWS_FOR_TEST:
+        for i in (2, 1):
+            if fractions[i] > 0 and sizes[i] == 0:
+                donor = int(np.argmax(sizes))
+                sizes[donor] -= 1
+                sizes[i] += 1
+    return sizes
+
+
+def _check_fractions(fractions) -> tuple[float, float, float]:
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != len(SPLITS) or min(fractions) < 0 or abs(sum(fractions) - 1) > FRACTION_TOLERANCE:
+        raise ValueError(f"split fractions must be three non-negative numbers (train, val, test) summing to 1, "
+                         f"got {fractions}")
+    if fractions[0] == 0:
+        raise ValueError("the train fraction must be above 0")
+    return fractions
+
+
+def _rows_per_class(values: np.ndarray) -> dict:
+    """Row indices of each distinct value, in sorted value order."""
+    if not len(values):
+        return {}
+    distinct, inverse = np.unique(values, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(distinct)))[:-1]
+    return dict(zip(distinct.tolist(), np.split(order, bounds)))
+
+
+def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
+    """A generator for one class and purpose that depends on nothing else."""
+    digest = hashlib.blake2b(f"{purpose}\0{label}".encode(), digest_size=8).digest()
+    return np.random.default_rng([seed % 2**64, int.from_bytes(digest, "little")])  # any int seed, even negative
+
+
+def _count(labels, captures, splits, report: SplitReport) -> None:
+    for label, rows in _rows_per_class(labels).items():
+        names, counts = np.unique(splits[rows], return_counts=True)
+        report.counts[label] = {name: int(count) for name, count in zip(names, counts)}
+    for split in SPLITS:
+        in_split = captures[splits == split]
+        report.captures[split] = len(set(in_split.tolist()))
