@@ -11,12 +11,10 @@ from etbert.packets.cursor import Cursor, header_layout
 from etbert.packets.link import ANY_IP, NetworkStart
 from etbert.protocols import ethernet, ipv4, ipv6
 
-MAX_EXTENSION_HEADERS = 8  # IPv6 extension headers walked before calling the chain malformed
+from etbert.protocols.ipv6 import EXTENSION_LENGTH, EXTENSION_NEXT_HEADER, MAX_EXTENSION_HEADERS
 
 # Constants etbert.protocols does not (yet) define.
 VERSION_BYTE = 0  # both IP versions keep the version in the high nibble of the first byte
-EXTENSION_NEXT_HEADER = 0  # every IPv6 extension header starts with next header, then its length
-EXTENSION_LENGTH = 1
 MIN_EXTENSION_HEADER_LEN = 8  # extension headers are multiples of 8 bytes (AH: of 4, at least 8)
 IPV4_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)  # ::ffff:0:0/96 (RFC 4291)
 
