@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +17,16 @@ from scapy.utils import wrpcap
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
-from etbert.dataset.anonymize import POLICIES, anonymize_flow, identity_fields, mask_identity
+from etbert.dataset.anonymize import (
+    POLICIES,
+    anonymize_batch,
+    anonymize_flow,
+    identity_fields,
+    mask_identity,
+    mask_identity_batch,
+)
+from etbert.dataset.layout import read_flows
+from etbert.dataset.prepare import PrepareConfig, prepare
 from etbert.flows.meter import FlowMeter, MeterConfig
 from etbert.packets.decode import decode
 
@@ -351,3 +363,98 @@ def test_random_bytes_never_raise_or_change_length(flow, policy, seed):
         bits = identity_bits(len(packet), identity_fields(packet, l4))
         assert all(b & ~bits.get(i, 0) & 0xFF == a & ~bits.get(i, 0) & 0xFF
                    for i, (b, a) in enumerate(zip(packet, out)))
+
+
+# ----- batches: the vectorised functions over many flows equal the per-flow functions -------------------
+
+
+def batch_columns(flows):
+    """Arrow list columns of flows given as (packets, l4 offsets, directions)."""
+    return (pa.array([list(p) for p, _, _ in flows], pa.list_(pa.binary())),
+            pa.array([list(o) for _, o, _ in flows], pa.list_(pa.int16())),
+            pa.array([list(d) for _, _, d in flows], pa.list_(pa.int8())))
+
+
+def assert_batch_matches_flows(flows, seeds):
+    pkt_bytes, l4, directions = batch_columns(flows)
+    masked = mask_identity_batch(pkt_bytes, l4).to_pylist()
+    assert masked == [mask_identity(list(p), list(o)) for p, o, _ in flows]
+    for policy in POLICIES:
+        result = anonymize_batch(pkt_bytes, l4, directions, policy, seeds)
+        assert [len(r) for r in result.to_pylist()] == [len(p) for p, _, _ in flows]
+        expected = [anonymize_flow(list(p), list(o), list(d), policy, int(s)) for (p, o, d), s in zip(flows, seeds)]
+        assert result.to_pylist() == expected
+        # A slice of the batch (non-zero Arrow offsets) gives the slice of the result.
+        if len(flows) > 2:
+            part = anonymize_batch(pkt_bytes.slice(1, len(flows) - 2), l4.slice(1, len(flows) - 2),
+                                   directions.slice(1, len(flows) - 2), policy, seeds[1:-1])
+            assert part.to_pylist() == expected[1:-1]
+
+
+def test_batch_of_every_header_case_equals_the_flow_functions():
+    single = [([p], [l4], [0]) for p, l4, _ in (build() for build in PACKETS)]
+    cut = [([p[:n]], [l4], [1]) for p, l4, _ in (build() for build in PACKETS) for n in range(0, len(p), 7)]
+    connections = [tuple(zip(*[(p, 20, d) for p, d in handshake(c, s)])) for c, s in ((1, 2), (2**32 - 3, 9), (5, 5))]
+    flows = single + connections + cut + [([], [], [])] + connections
+    assert_batch_matches_flows(flows, np.arange(len(flows), dtype=np.uint64) * 7919)
+
+
+def test_one_seed_draws_the_same_replacements_in_a_batch_and_alone():
+    packet, l4, _ = v4_tcp()
+    pkt_bytes, offsets, directions = batch_columns([([packet], [l4], [0])] * 2)
+    twice = anonymize_batch(pkt_bytes, offsets, directions, "seed-004", np.array([5, 5], dtype=np.uint64)).to_pylist()
+    assert twice[0] == twice[1] == anonymize_flow([packet], [l4], [0], "seed-004", seed=5)
+
+
+def test_batch_rejects_mismatched_columns():
+    pkt_bytes, offsets, directions = batch_columns([([b"\x45" + bytes(30)], [20], [0])])
+    with pytest.raises(ValueError, match="unknown anonymisation policy"):
+        anonymize_batch(pkt_bytes, offsets, directions, "hash", np.zeros(1, dtype=np.uint64))
+    with pytest.raises(ValueError, match="seeds"):
+        anonymize_batch(pkt_bytes, offsets, directions, "strict", np.zeros(2, dtype=np.uint64))
+    with pytest.raises(ValueError, match="l4 offsets"):
+        mask_identity_batch(pkt_bytes, pa.array([[20, 20]], pa.list_(pa.int16())))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["Facetime.pcap", "Tinba.pcap"])
+def test_batch_over_real_flows_from_prepare_equals_the_flow_functions(name, tmp_path):
+    path = DATA / "ustc-tfc2016" / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (real captures live in ../shared/data)")
+    prepare(path, tmp_path / "ds", PrepareConfig(anonymize="none", meter=MeterConfig(max_packet_bytes=80)))
+    table = read_flows(tmp_path / "ds").combine_chunks()
+    rows = table.slice(0, 400)
+    columns = rows.column("pkt_bytes").to_pylist(), rows.column("pkt_l4_offset").to_pylist(), \
+        rows.column("pkt_direction").to_pylist()
+    assert_batch_matches_flows(list(zip(*columns)), np.arange(rows.num_rows, dtype=np.uint64) + 2**63)
+    # The whole capture in one batch: only identity bytes change, never lengths.
+    pkt_bytes, l4 = table.column("pkt_bytes").chunk(0), table.column("pkt_l4_offset").chunk(0)
+    seeds = np.arange(table.num_rows, dtype=np.uint64)
+    result = anonymize_batch(pkt_bytes, l4, table.column("pkt_direction").chunk(0), "strict", seeds)
+    assert pc.equal(pc.list_value_length(result), pc.list_value_length(pkt_bytes)).to_pylist() == \
+        [True] * table.num_rows
+    assert mask_identity_batch(result, l4).equals(mask_identity_batch(pkt_bytes, l4))
+
+
+@st.composite
+def packet_batches(draw):
+    flows = draw(st.lists(packet_flows(), min_size=1, max_size=5))
+    return flows, np.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=len(flows), max_size=len(flows))),
+                           dtype=np.uint64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(packet_batches())
+def test_random_batches_equal_their_flows_and_change_identity_bits_only(batch):
+    flows, seeds = batch
+    assert_batch_matches_flows(flows, seeds)
+    pkt_bytes, l4, directions = batch_columns(flows)
+    for policy in POLICIES:
+        result = anonymize_batch(pkt_bytes, l4, directions, policy, seeds).to_pylist()
+        for (packets, offsets, _), out in zip(flows, result):
+            for packet, offset, anonymized in zip(packets, offsets, out):
+                bits = identity_bits(len(packet), identity_fields(packet, offset))
+                assert len(anonymized) == len(packet)
+                assert all(b & ~bits.get(i, 0) & 0xFF == a & ~bits.get(i, 0) & 0xFF
+                           for i, (b, a) in enumerate(zip(packet, anonymized)))

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
+from etbert.capture.frames import CaptureReport
+from etbert.capture.reader import read_frames
+from etbert.dataset.anonymize import mask_identity_batch
 from etbert.dataset.layout import DatasetError, read_flows, read_manifest
-from etbert.dataset.prepare import PrepareConfig, PrepareError, prepare
+from etbert.dataset.prepare import PrepareConfig, PrepareError, _duplicate_keys, prepare
+from etbert.flows.meter import FlowMeter, MeterConfig
+from etbert.packets.decode import decode
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -187,3 +194,24 @@ def test_real_ustc_captures(tmp_path):
     assert manifest["degenerate_classes"]["Facetime"] > 0.9  # per-packet anonymised addresses upstream
     assert "Tinba" not in manifest["degenerate_classes"]
     assert manifest["decoder_status"]["truncated"] == 1  # Tinba's 4-byte frame, counted not dropped silently
+
+
+def test_duplicate_keys_digest_the_masked_flow(tmp_path):
+    """The batch digest equals one BLAKE2b per flow over protocol, counters and (direction, length, masked bytes)."""
+    packets = tcp_flow("10.0.0.1", "10.0.0.2", 1111, 10.0) + tcp_flow("10.0.0.3", "10.0.0.4", 2222, 20.0, (7, 8))
+    wrpcap(str(tmp_path / "two.pcap"), packets)
+    meter = FlowMeter(MeterConfig(max_packet_bytes=64))
+    batches = [meter.add(decode(frames)) for frames in read_frames(tmp_path / "two.pcap", CaptureReport(path="two"))]
+    batches = [b for b in [*batches, meter.flush()] if b is not None]
+    flows = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+    masked = mask_identity_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"))
+    expected = []
+    for row, masked_packets in zip(flows.to_pylist(), masked.to_pylist()):
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(bytes([row["protocol"]]))
+        for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes"):
+            digest.update(row[name].to_bytes(8, "little"))
+        for direction, packet in zip(row["pkt_direction"], masked_packets):
+            digest.update(bytes([direction]) + len(packet).to_bytes(4, "little") + packet)
+        expected.append(digest.digest())
+    assert flows.num_rows == 2 and _duplicate_keys(flows, masked) == expected

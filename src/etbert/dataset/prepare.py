@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import iter_capture_files, read_frames
-from etbert.dataset.anonymize import POLICIES, anonymize_flow, mask_identity
+from etbert.dataset.anonymize import POLICIES, anonymize_batch, mask_identity_batch
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
 from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
 from etbert.dataset.manifest import build_manifest, write_json
@@ -189,41 +189,58 @@ def meter_capture(
 
 def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: LabelSource, capture: str):
     """Attach labels, replace packet bytes by their anonymised form, and compute duplicate keys."""
-    columns = flows.to_pydict()
-    labels = []
-    keys = []
-    anonymized = []
-    for i in range(flows.num_rows):
-        label = label_source.for_flow(
-            capture,
-            columns["protocol"][i],
-            columns["client_ip"][i],
-            columns["client_port"][i],
-            columns["server_ip"][i],
-            columns["server_port"][i],
-        )
-        labels.append(label or "")
-        packets = columns["pkt_bytes"][i]
-        l4 = columns["pkt_l4_offset"][i]
-        directions = columns["pkt_direction"][i]
-        anonymized.append(anonymize_flow(packets, l4, directions, policy, seed + columns["flow_index"][i]))
-        keys.append(_duplicate_key(columns, i, mask_identity(packets, l4)))
+    labels = _flow_labels(flows, label_source, capture)
+    packets = flows.column("pkt_bytes")
+    l4_offsets = flows.column("pkt_l4_offset")
+    seeds = seed + flows.column("flow_index").to_numpy().astype(np.uint64)
+    anonymized = anonymize_batch(packets, l4_offsets, flows.column("pkt_direction"), policy, seeds)
+    keys = _duplicate_keys(flows, mask_identity_batch(packets, l4_offsets))
     table = pa.Table.from_batches([flows])
-    table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes",
-                             pa.array(anonymized, flows.schema.field("pkt_bytes").type))
+    table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes", anonymized)
     table = table.append_column("label", pa.array(labels, pa.string()))
     return table, labels, keys
 
 
-def _duplicate_key(columns: dict, i: int, masked_packets: list[bytes]) -> bytes:
-    """Identity-free fingerprint of one flow sample: what a model sees, minus addresses, ports and counters."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(bytes([columns["protocol"][i]]))
-    for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes"):
-        digest.update(int(columns[name][i]).to_bytes(8, "little"))
-    for direction, packet in zip(columns["pkt_direction"][i], masked_packets):
-        digest.update(bytes([direction]) + len(packet).to_bytes(4, "little") + packet)
-    return digest.digest()
+def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str) -> list[str]:
+    if label_source.flows is None:  # one label per capture
+        return [label_source.for_capture(capture) or ""] * flows.num_rows
+    columns = [flows.column(name).to_pylist() for name in ("protocol", "client_ip", "client_port", "server_ip",
+                                                            "server_port")]
+    return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
+
+
+def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> list[bytes]:
+    """Identity-free fingerprint of each flow sample: what a model sees, minus addresses, ports and counters.
+
+    Per flow, a BLAKE2b digest of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian
+    each), then per packet its direction (1 byte), length (4 bytes little-endian) and masked bytes.
+    """
+    rows = flows.num_rows
+    head = np.zeros((rows, 1 + 4 * 8), dtype=np.uint8)
+    head[:, 0] = flows.column("protocol").to_numpy()
+    counters = np.stack([flows.column(name).to_numpy().astype("<i8")
+                         for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes")], axis=1)
+    head[:, 1:] = counters.view(np.uint8)
+    list_offsets = np.asarray(masked.offsets, dtype=np.int64)
+    binary = masked.flatten()
+    byte_offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[: len(binary) + 1].astype(np.int64)
+    data = np.frombuffer(binary.buffers()[2] or b"", dtype=np.uint8)[: byte_offsets[-1]]
+    lengths = np.diff(byte_offsets)
+    packet_head = np.zeros((len(binary), 1 + 4), dtype=np.uint8)
+    packet_head[:, 0] = flows.column("pkt_direction").flatten().to_numpy().astype(np.uint8)
+    packet_head[:, 1:] = lengths.astype("<u4")[:, None].view(np.uint8)
+
+    # Every flow's digest input back to back: the heads inserted before the bytes they precede (np.insert
+    # keeps the given order at equal positions, so a flow's head comes before its first packet's head).
+    at = np.concatenate([np.repeat(byte_offsets[list_offsets[:-1]], head.shape[1]),
+                         np.repeat(byte_offsets[:-1], packet_head.shape[1])])
+    joined = np.insert(data, at, np.concatenate([head.ravel(), packet_head.ravel()]))
+    flow_end = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(head.shape[1] + packet_head.shape[1] * np.diff(list_offsets) + np.diff(byte_offsets[list_offsets]),
+              out=flow_end[1:])
+    view = memoryview(joined)
+    return [hashlib.blake2b(view[a:b], digest_size=16).digest() for a, b in zip(flow_end[:-1].tolist(),
+                                                                                flow_end[1:].tolist())]
 
 
 def _capture_seed(seed: int, name: str) -> int:
