@@ -161,7 +161,7 @@ def meter_capture(
             return
         table, flow_labels, flow_keys = _label_and_anonymize(flows, config.anonymize, seed, label_source, name)
         if writer is None:
-            writer = pq.ParquetWriter(part, table.schema, compression="zstd")
+            writer = pq.ParquetWriter(part, table.schema, compression="none")
         writer.write_table(table)
         labels.extend(flow_labels)
         keys.extend(flow_keys)
@@ -292,26 +292,22 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
 
 
 def _write_flows(results: list[CaptureResult], path: Path, keep: np.ndarray, splits: np.ndarray) -> None:
-    writer = None
+    """Stream every part, batch by batch, into the final file with its split and flow id (bounded memory)."""
+    writer = pq.ParquetWriter(path, DATASET_SCHEMA, compression="zstd")
     row = 0
     for result in results:
         if result.part is None:
             continue
-        table = pq.read_table(result.part)
-        n = table.num_rows
-        mask = keep[row : row + n]
-        table = table.filter(pa.array(mask))
-        table = table.append_column("split", pa.array(splits[row : row + n][mask].tolist(), pa.string()))
-        flow_ids = [f"{result.capture}#{i}" for i in table.column("flow_index").to_pylist()]
-        table = table.append_column("flow_id", pa.array(flow_ids, pa.string()))
-        row += n
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-        writer.write_table(table)
-    if writer is None:
-        pq.write_table(DATASET_SCHEMA.empty_table(), path)
-    else:
-        writer.close()
+        for batch in pq.ParquetFile(result.part).iter_batches():
+            n = batch.num_rows
+            mask = keep[row : row + n]
+            row += n
+            table = pa.Table.from_batches([batch]).filter(pa.array(mask))
+            table = table.append_column("split", pa.array(splits[row - n : row][mask].tolist(), pa.string()))
+            flow_ids = pc.binary_join_element_wise(f"{result.capture}#", pc.cast(table.column("flow_index"), pa.string()), "")
+            table = table.append_column("flow_id", flow_ids)
+            writer.write_table(table.cast(DATASET_SCHEMA))
+    writer.close()
 
 
 def _publish(staging: Path, output: Path) -> None:
