@@ -1,15 +1,19 @@
-"""The bundled default corpus (data/lab-default): parses, holds the promised classes and counts, respects MTU 1500."""
+"""The bundled default corpus (data/lab-default): parses, holds the promised classes, counts and captures, respects
+MTU 1500, and splits by capture into train, val and test for every class."""
 
 from pathlib import Path
 
 import dpkt
 import pytest
 
+from etbert.dataset.layout import read_flows
+from etbert.dataset.prepare import PrepareConfig, prepare
 from etbert.lab.manifest import read_manifest
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "lab-default"
 ENCRYPTED = {"tls-api", "tls-page", "tls-download", "tls-upload", "tls-stream", "ssh", "shadowsocks", "v2ray", "quic", "wireguard", "openvpn"}
 MIN_CONNECTIONS = 40
+MIN_CAPTURES = 3  # one each for train, val and test under --split capture
 MTU = 1500
 
 
@@ -48,7 +52,26 @@ def test_corpus_has_every_promised_class_and_nothing_unlisted(manifest):
 def test_every_capture_parses_with_enough_flows_and_no_packet_above_the_mtu(manifest):
     for record in manifest.classes:
         assert record.flows_planned >= MIN_CONNECTIONS and record.flows_failed == 0, record.name
-        connections, largest = read_capture(CORPUS / record.capture)
-        assert len(connections) >= MIN_CONNECTIONS, record.name
-        assert len(connections) == record.connections, record.name
-        assert largest <= MTU, f"{record.name}: {largest}-byte IP packet"
+        assert len(record.captures) >= MIN_CAPTURES, record.name
+        assert sorted(c.path for c in record.captures) == sorted(p.relative_to(CORPUS).as_posix() for p in (CORPUS / record.name).glob("*.pcap"))
+        assert sum(c.flows for c in record.captures) == record.flows_planned, record.name
+        seen: set[tuple] = set()
+        for capture in record.captures:
+            connections, largest = read_capture(CORPUS / capture.path)
+            assert capture.flows >= 1 and len(connections) == capture.connections >= 1, capture.path
+            assert largest <= MTU, f"{capture.path}: {largest}-byte IP packet"
+            assert not seen & set(connections), f"{capture.path}: a connection also in an earlier capture of its class"
+            seen |= set(connections)
+        assert len(seen) >= MIN_CONNECTIONS, record.name
+
+
+def test_capture_split_puts_every_class_in_train_val_and_test_without_sharing_a_capture(manifest, tmp_path):
+    prepare(CORPUS, tmp_path / "ds", PrepareConfig(split="capture"))
+    rows = read_flows(tmp_path / "ds", columns=["label", "capture", "split"]).to_pylist()
+    splits_of_capture: dict[str, set[str]] = {}
+    splits_of_class: dict[str, set[str]] = {}
+    for row in rows:
+        splits_of_capture.setdefault(row["capture"], set()).add(row["split"])
+        splits_of_class.setdefault(row["label"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in splits_of_capture.values())
+    assert splits_of_class == {record.name: {"train", "val", "test"} for record in manifest.classes}

@@ -52,24 +52,32 @@ def connections(path: Path) -> set[tuple]:
     return found
 
 
-def test_two_classes_are_generated_captured_and_cleaned_up(lab_ready, tmp_path):
+def test_two_classes_are_generated_in_several_captures_and_cleaned_up(lab_ready, tmp_path):
     _, scratch_before = lab_leftovers()
-    options = GenerateOptions(tmp_path / "out", ("tls-download", "shadowsocks"), flows_per_class=4, seed=11, size_scale=0.05)
+    options = GenerateOptions(
+        tmp_path / "out", ("tls-download", "shadowsocks"), flows_per_class=6, captures_per_class=3, seed=11, size_scale=0.05
+    )
     progress = []
     manifest = generate(options, lambda name, done, total: progress.append((name, done, total)))
     assert [c.name for c in manifest.classes] == ["tls-download", "shadowsocks"]
-    assert ("tls-download", 4, 4) in progress and ("shadowsocks", 4, 4) in progress
+    assert [done for name, done, _ in progress if name == "tls-download"] == [1, 2, 3, 4, 5, 6]  # counted across captures
+    assert ("shadowsocks", 6, 6) in progress
     for record in manifest.classes:
         assert record.flows_failed == 0, [f.error for f in record.flows]
-        capture = options.out_dir / record.capture
-        assert capture.parent.name == record.name
-        found = connections(capture)
-        assert len(found) == record.connections >= 4
-        assert all(p == dpkt.ip.IP_PROTO_TCP for p, *_ in found)
-        assert record.max_ip_length <= 1500 and record.dropped == 0
-    # curl wrote TLS secrets for the HTTPS downloads: ground truth beside the capture
+        paths = sorted(p.name for p in (options.out_dir / record.name).glob("*.pcap"))
+        assert paths == [f"{record.name}-{i}.pcap" for i in (1, 2, 3)]
+        assert [(c.path, c.first_flow, c.flows) for c in record.captures] == [(f"{record.name}/{name}", 2 * i, 2) for i, name in enumerate(paths)]
+        seen = set()
+        for capture in record.captures:
+            found = connections(options.out_dir / capture.path)
+            assert len(found) == capture.connections >= 2  # each session holds its own share of flows
+            assert not found & seen  # no connection spills into the next session
+            seen |= found
+            assert all(p == dpkt.ip.IP_PROTO_TCP for p, *_ in found)
+            assert capture.max_ip_length <= 1500 and capture.dropped == 0
+    # curl wrote TLS secrets for the HTTPS downloads of every session: ground truth beside the captures
     secrets = (options.out_dir / manifest.classes[0].keylog).read_text()
-    assert secrets.count("CLIENT_RANDOM") + secrets.count("CLIENT_TRAFFIC_SECRET_0") >= 4  # TLS 1.2 or 1.3 sessions
+    assert secrets.count("CLIENT_RANDOM") + secrets.count("CLIENT_TRAFFIC_SECRET_0") >= 6  # TLS 1.2 or 1.3 sessions
     namespaces, scratch = lab_leftovers()
     assert not namespaces and scratch <= scratch_before
 
@@ -89,7 +97,9 @@ def test_a_failure_mid_class_removes_namespaces_processes_and_the_half_class(lab
     monkeypatch.setitem(ALL_CLASSES, BreaksMidway.name, BreaksMidway())
     _, scratch_before = lab_leftovers()
     nginx_before = set(subprocess.run(["pgrep", "-x", "nginx"], capture_output=True, text=True).stdout.split())
-    options = GenerateOptions(tmp_path / "out", ("shadowsocks", BreaksMidway.name), flows_per_class=4, seed=1, size_scale=0.05, parallel=1)
+    options = GenerateOptions(
+        tmp_path / "out", ("shadowsocks", BreaksMidway.name), flows_per_class=4, captures_per_class=2, seed=1, size_scale=0.05, parallel=1
+    )  # flow 2 opens the second capture: the first, complete, goes with its unfinished class
     with pytest.raises(RuntimeError, match="unexpected failure"):
         generate(options)
     namespaces, scratch = lab_leftovers()

@@ -1,19 +1,26 @@
+import json
+
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, Raw, wrpcap
 
 from etbert.lab.capture import summarise
-from etbert.lab.manifest import ClassRecord, FlowOutcome, Manifest, read_manifest
+from etbert.lab.manifest import CaptureRecord, ClassRecord, FlowOutcome, Manifest, read_manifest
 
 
 def make_manifest() -> Manifest:
+    captures = [
+        CaptureRecord("ssh/ssh-1.pcap", first_flow=0, flows=2, packets=10, bytes=1000, connections=2, max_ip_length=1500, dropped=0),
+        CaptureRecord("ssh/ssh-2.pcap", first_flow=2, flows=1, packets=4, bytes=300, connections=1, max_ip_length=120, dropped=1),
+    ]
     record = ClassRecord(
-        name="ssh", description="SSH", capture="ssh/ssh.pcap", keylog=None, software={"openssh-client": "1:9.2p1"},
-        flows_planned=2, flows_failed=1, packets=10, bytes=1000, connections=2, max_ip_length=1500, dropped=0, seconds=1.5,
-        flows=[FlowOutcome(0, {"kind": "command", "output": 300}), FlowOutcome(1, {"kind": "sftp"}, "sftp exited with 1: boom")],
+        name="ssh", description="SSH", keylog=None, software={"openssh-client": "1:9.2p1"}, flows_planned=3, flows_failed=1,
+        seconds=1.5, captures=captures,
+        flows=[FlowOutcome(0, {"kind": "command", "output": 300}), FlowOutcome(1, {"kind": "sftp"}, "sftp exited with 1: boom"),
+               FlowOutcome(2, {"kind": "scp-get"})],
     )  # fmt: skip
     return Manifest(
-        seed=3, flows_per_class=2, size_scale=0.5, netem=None, addresses={"client": "10.1.2.3"}, host={"kernel": "6"},
-        classes=[record], unavailable={"wireguard": "missing wireguard-go"},
+        seed=3, flows_per_class=3, captures_per_class=2, size_scale=0.5, netem=None, addresses={"client": "10.1.2.3"},
+        host={"kernel": "6"}, classes=[record], unavailable={"wireguard": "missing wireguard-go"},
     )  # fmt: skip
 
 
@@ -22,6 +29,16 @@ def test_manifest_round_trips_through_its_folder(tmp_path):
     manifest.write(tmp_path)
     assert read_manifest(tmp_path) == manifest
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_manifest_records_each_capture_file_and_sums_them_per_class(tmp_path):
+    manifest = make_manifest()
+    written = json.loads(manifest.write(tmp_path).read_text())
+    captures = written["classes"][0]["captures"]
+    assert [(c["path"], c["first_flow"], c["flows"]) for c in captures] == [("ssh/ssh-1.pcap", 0, 2), ("ssh/ssh-2.pcap", 2, 1)]
+    record = read_manifest(tmp_path).classes[0]
+    assert (record.packets, record.bytes, record.connections) == (14, 1300, 3)
+
 
 
 def test_a_foreign_json_is_not_taken_for_a_manifest(tmp_path):

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from etbert.lab.classes import ALL_CLASSES
-from etbert.lab.plan import make_plan, plan_addresses
+from etbert.lab.plan import make_plan, plan_addresses, split_into_shares
 
 SAMPLERS = {name: lab_class.sample for name, lab_class in ALL_CLASSES.items()}
 
@@ -62,8 +62,28 @@ def test_address_plan_is_private_and_consistent(seed):
     assert tunnel != network and ipaddress.ip_address(addresses.tunnel_client(3)) in tunnel
 
 
+@pytest.mark.parametrize("flows, shares", [(40, 5), (41, 5), (7, 3), (5, 5), (3, 5), (1, 1), (10, 1)])
+def test_flows_are_cut_into_contiguous_nearly_equal_shares_one_per_capture(flows, shares):
+    plan = make_plan({"ssh": SAMPLERS["ssh"]}, flows, seed=4, captures_per_class=shares)
+    cut = plan.capture_shares("ssh")
+    assert [flow for share in cut for flow in share] == plan.flows["ssh"]  # in order, every flow once
+    assert len(cut) == min(flows, shares)  # never a capture without a planned flow
+    sizes = [len(share) for share in cut]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_capture_shares_are_part_of_the_deterministic_plan():
+    first, again = (make_plan(SAMPLERS, 40, seed=9, captures_per_class=5) for _ in range(2))
+    for name in SAMPLERS:
+        assert first.capture_shares(name) == again.capture_shares(name)
+        assert [share[0].index for share in first.capture_shares(name)] == [0, 8, 16, 24, 32]
+    assert split_into_shares([], 5) == []
+
+
 def test_bad_plan_requests_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
         make_plan(SAMPLERS, 0, seed=0)
     with pytest.raises(ValueError, match="positive"):
         make_plan(SAMPLERS, 1, seed=0, size_scale=0)
+    with pytest.raises(ValueError, match="captures per class must be at least 1"):
+        make_plan(SAMPLERS, 1, seed=0, captures_per_class=0)

@@ -14,6 +14,7 @@ from etbert.lab.classes import ALL_CLASSES
 from etbert.lab.cleanup import LabInterrupted
 from etbert.lab.generate import GenerateOptions, availability, generate
 from etbert.lab.netns import LabSetupError, host_unavailable
+from etbert.lab.plan import DEFAULT_CAPTURES_PER_CLASS
 
 app = typer.Typer(help="Traffic lab: real encrypted protocols between network namespaces, captured and labelled.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -30,9 +31,12 @@ def list_classes() -> None:
 
 @app.command("generate")
 def generate_command(
-    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Output folder: <class>/<class>.pcap and manifest.json.")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Output folder: <class>/<class>-<i>.pcap and manifest.json.")],
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes (default: every available one).")] = None,
     flows_per_class: Annotated[int, typer.Option(min=1, help="Flows planned per class.")] = 40,
+    captures_per_class: Annotated[
+        int, typer.Option(min=1, help="Capture files (tcpdump sessions) per class, each with a contiguous share of its flows.")
+    ] = DEFAULT_CAPTURES_PER_CLASS,
     seed: Annotated[int, typer.Option(help="Seed of the workload plan and address plan.")] = 0,
     size_scale: Annotated[float, typer.Option(min=0.0001, help="Multiplies planned transfer sizes (small corpora: 0.01).")] = 1.0,
     netem: Annotated[Optional[str], typer.Option(help="tc-netem arguments for both link ends, e.g. 'delay 20ms 5ms loss 0.5%'.")] = None,
@@ -45,7 +49,10 @@ def generate_command(
         console.print(f"[red]etbert lab:[/] {reason}")
         raise typer.Exit(2)
     names = tuple(classes.split(",")) if classes else tuple(name for name, why in availability().items() if why is None)
-    options = GenerateOptions(out_dir, names, flows_per_class, seed, size_scale, netem, parallel, force)
+    options = GenerateOptions(
+        out_dir, names, flows_per_class=flows_per_class, captures_per_class=captures_per_class, seed=seed, size_scale=size_scale,
+        netem=netem, parallel=parallel, force=force,
+    )  # fmt: skip
     columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console) as progress:
@@ -57,10 +64,11 @@ def generate_command(
     except (KeyboardInterrupt, LabInterrupted) as error:
         console.print(f"[yellow]etbert lab: interrupted ({str(error) or 'Ctrl-C'}); namespaces and processes removed, finished classes kept[/]")
         raise typer.Exit(130) from None
-    table = Table("class", "flows ok", "connections", "packets", "MB", "seconds")
+    table = Table("class", "flows ok", "captures", "connections", "packets", "MB", "seconds")
     for record in manifest.classes:
         ok = record.flows_planned - record.flows_failed
-        table.add_row(record.name, f"{ok}/{record.flows_planned}", str(record.connections), str(record.packets), f"{record.bytes / 1e6:.2f}", f"{record.seconds:.1f}")
+        counts = (len(record.captures), record.connections, record.packets)
+        table.add_row(record.name, f"{ok}/{record.flows_planned}", *map(str, counts), f"{record.bytes / 1e6:.2f}", f"{record.seconds:.1f}")
     Console().print(table)
     for name, why in manifest.unavailable.items():
         console.print(f"[yellow]skipped {name}:[/] {why}")

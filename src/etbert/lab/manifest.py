@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
-FORMAT = "etbert-lab/1"
+FORMAT = "etbert-lab/2"  # 2: several captures per class
 
 
 @dataclass
@@ -19,27 +19,50 @@ class FlowOutcome:
 
 
 @dataclass
+class CaptureRecord:
+    """One tcpdump session: the contiguous planned flows ``first_flow .. first_flow + flows - 1`` of its class."""
+
+    path: str  # relative to the manifest's folder
+    first_flow: int
+    flows: int
+    packets: int
+    bytes: int
+    connections: int  # distinct TCP/UDP 5-tuples in the file (what `etbert prepare` will see)
+    max_ip_length: int
+    dropped: int  # packets the kernel dropped before tcpdump saw them
+
+
+@dataclass
 class ClassRecord:
     name: str
     description: str
-    capture: str  # relative to the manifest's folder
-    keylog: str | None  # SSLKEYLOGFILE secrets, relative; None when the class writes none
+    keylog: str | None  # SSLKEYLOGFILE secrets of all its captures, relative; None when the class writes none
     software: dict[str, str]
     flows_planned: int
     flows_failed: int
-    packets: int
-    bytes: int
-    connections: int  # distinct TCP/UDP 5-tuples in the capture (what `etbert prepare` will see)
-    max_ip_length: int
-    dropped: int
     seconds: float
+    captures: list[CaptureRecord] = field(default_factory=list)
     flows: list[FlowOutcome] = field(default_factory=list)
+
+    # Class totals, summed over its captures.
+    @property
+    def packets(self) -> int:
+        return sum(capture.packets for capture in self.captures)
+
+    @property
+    def bytes(self) -> int:
+        return sum(capture.bytes for capture in self.captures)
+
+    @property
+    def connections(self) -> int:
+        return sum(capture.connections for capture in self.captures)
 
 
 @dataclass
 class Manifest:
     seed: int
     flows_per_class: int
+    captures_per_class: int
     size_scale: float
     netem: str | None
     addresses: dict[str, Any]
@@ -56,7 +79,10 @@ class Manifest:
         data = json.loads(text)
         if data.get("format") != FORMAT:
             raise ValueError(f"not an etbert lab manifest (format {data.get('format')!r}, expected {FORMAT!r})")
-        classes = [ClassRecord(**{**c, "flows": [FlowOutcome(**f) for f in c["flows"]]}) for c in data.pop("classes")]
+        classes = [
+            ClassRecord(**{**c, "captures": [CaptureRecord(**k) for k in c["captures"]], "flows": [FlowOutcome(**f) for f in c["flows"]]})
+            for c in data.pop("classes")
+        ]
         return cls(**data, classes=classes)
 
     def write(self, folder: Path) -> Path:

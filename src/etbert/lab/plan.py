@@ -1,7 +1,8 @@
 """The seeded workload plan: every random choice a run makes, decided before any traffic flows.
 
 Each class draws from its own generator seeded by ``(seed, class name)``, so the same seed gives the
-same plan, and adding or removing a class never changes the flows planned for another.
+same plan, and adding or removing a class never changes the flows planned for another. A class's flows
+are then cut, in order, into contiguous shares: one capture file (one tcpdump session) per share.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+DEFAULT_CAPTURES_PER_CLASS = 5  # docs/lab.md says why five
 
 # A flow's parameters: plain JSON values, written to the manifest as they were planned.
 Params = dict[str, Any]
@@ -44,6 +47,10 @@ class LabPlan:
     size_scale: float
     addresses: AddressPlan
     flows: dict[str, list[FlowPlan]]
+    captures_per_class: int
+
+    def capture_shares(self, label: str) -> list[list[FlowPlan]]:
+        return split_into_shares(self.flows[label], self.captures_per_class)
 
 
 def class_rng(seed: int, label: str) -> random.Random:
@@ -67,17 +74,32 @@ def plan_addresses(seed: int) -> AddressPlan:
     )
 
 
-def make_plan(samplers: Mapping[str, Sampler], flows_per_class: int, seed: int, size_scale: float = 1.0) -> LabPlan:
+def make_plan(
+    samplers: Mapping[str, Sampler], flows_per_class: int, seed: int, size_scale: float = 1.0, captures_per_class: int = DEFAULT_CAPTURES_PER_CLASS
+) -> LabPlan:
     """Plan ``flows_per_class`` flows for every class; ``samplers`` maps a class name to its parameter sampler."""
     if flows_per_class < 1:
         raise ValueError(f"flows per class must be at least 1, got {flows_per_class}")
     if size_scale <= 0:
         raise ValueError(f"size scale must be positive, got {size_scale}")
+    if captures_per_class < 1:
+        raise ValueError(f"captures per class must be at least 1, got {captures_per_class}")
     flows = {}
     for label, sample in samplers.items():
         rng = class_rng(seed, label)
         flows[label] = [FlowPlan(label, index, sample(rng, size_scale)) for index in range(flows_per_class)]
-    return LabPlan(seed=seed, size_scale=size_scale, addresses=plan_addresses(seed), flows=flows)
+    return LabPlan(seed, size_scale, plan_addresses(seed), flows, captures_per_class)
+
+
+def split_into_shares(flows: Sequence[FlowPlan], shares: int) -> list[list[FlowPlan]]:
+    """``flows`` cut in order into ``shares`` contiguous runs whose sizes differ by at most one (earlier
+    ones larger). Fewer flows than shares give one share per flow: a capture never holds no planned flow."""
+    count = min(shares, len(flows))
+    if count == 0:
+        return []
+    size, extra = divmod(len(flows), count)
+    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    return [list(flows[start:end]) for start, end in zip(bounds, bounds[1:])]
 
 
 # Helpers the class samplers share.

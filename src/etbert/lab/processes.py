@@ -18,6 +18,7 @@ from etbert.lab.cleanup import Cleanup
 from etbert.lab.netns import LabSetupError, in_namespace
 
 STOP_GRACE_S = 3.0
+CLOSE_TIMEOUT_S = 10.0  # V2Ray holds an upstream connection up to 5 s after its client's ends
 
 
 class FlowError(RuntimeError):
@@ -71,6 +72,16 @@ def listening(namespace: str, port: int, transport: str) -> bool:
     flag = "-Hltn" if transport == "tcp" else "-Hlun"
     result = subprocess.run(in_namespace(namespace, ["ss", flag, f"sport = :{port}"]), capture_output=True, text=True)
     return bool(result.stdout.strip())
+
+
+def wait_connections_closed(namespace: str, peer: str, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Wait (at most ``timeout_s``) until no TCP connection from ``namespace`` to ``peer`` is open or closing;
+    TIME_WAIT sends nothing more. Proxies close their upstream connections after their client's: a capture
+    stopped before then would leave those FINs to the next one."""
+    argv = in_namespace(namespace, ["ss", "-Htn", "state", "connected", "exclude", "time-wait", "dst", peer])
+    deadline = time.monotonic() + timeout_s
+    while subprocess.run(argv, capture_output=True, text=True).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wait_listening(daemon: Daemon, namespace: str, port: int, transport: str = "tcp", timeout_s: float = 10.0) -> None:

@@ -27,8 +27,7 @@ class LabContext:
     topology: Topology
     workdir: Path  # scratch, removed with the run
     keylog: Path  # TLS/QUIC session secrets written by clients (SSLKEYLOGFILE format)
-    cleanup: Cleanup  # the class scope: everything started here stops when the class ends
-    flows: list[FlowPlan]
+    cleanup: Cleanup  # the class scope: everything started here stops when the class ends (after all its captures)
 
     @property
     def server(self) -> str:
