@@ -281,7 +281,7 @@ def _ipv4_fields(packets: _Packets, v4: np.ndarray, spans: _SpanList, protocol, 
 def _ipv6_fields(packets: _Packets, v6: np.ndarray, spans: _SpanList, protocol, transport) -> None:
     for field, kind in ((ipv6.FLOW_LABEL, FLOW_LABEL), (ipv6.SRC, IP_ADDR), (ipv6.DST, IP_ADDR)):
         spans.add_field(v6, 0, field, kind)
-    # The extension chain, one header of every packet per step (see ipv6.extension_chain).
+    # The extension chain, one header of every packet per step.
     packet = v6[packets.length[v6] >= ipv6.HEADER_LEN]
     kind = packets.byte(packet, np.full(len(packet), ipv6.NEXT_HEADER))
     at = np.full(len(packet), ipv6.HEADER_LEN)
@@ -331,7 +331,7 @@ def _udp_fields(packets: _Packets, packet: np.ndarray, spans: _SpanList) -> None
 
 def _walk_options(packets: _Packets, packet: np.ndarray, at: np.ndarray, stop: np.ndarray):
     """(packet, kind, offset, end) of each kind-length option in ``packet[at:stop]``, the rules of
-    ``ipv4.iter_options`` (shared by TCP): one option of every packet per step, so at most 40 steps."""
+    IPv4 and TCP options alike: one option of every packet per step, so at most 40 steps."""
     found = []
     walking = at < stop
     packet, at, stop = packet[walking], at[walking], stop[walking]

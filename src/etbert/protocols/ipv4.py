@@ -23,34 +23,3 @@ OPTION_LOOSE_SOURCE_ROUTE = 131
 OPTION_STRICT_SOURCE_ROUTE = 137
 ROUTE_OPTIONS = frozenset({OPTION_RECORD_ROUTE, OPTION_LOOSE_SOURCE_ROUTE, OPTION_STRICT_SOURCE_ROUTE})
 ROUTE_ADDRESSES_START = 3  # kind, length, pointer, then one address per 4 bytes
-
-
-def header_len(packet: bytes) -> int:
-    """Header length in bytes that the IHL nibble states (0 for an empty packet)."""
-    return (packet[VERSION_IHL] & 0x0F) * 4 if packet else 0
-
-
-def is_later_fragment(packet: bytes) -> bool:
-    """True for a fragment with a non-zero offset: its payload does not start with a transport header."""
-    if len(packet) < FLAGS_FRAGMENT + 2:
-        return False
-    return (int.from_bytes(packet[FLAGS_FRAGMENT : FLAGS_FRAGMENT + 2], "big") & FRAGMENT_OFFSET_MASK) > 0
-
-
-def iter_options(packet: bytes, start: int, stop: int):
-    """(kind, offset, end) of each kind-length option in ``packet[start:stop]``; ``end`` is clipped to
-    ``stop`` and to the bytes present. Stops at END, at a length below 2 (malformed) or a cut-off length.
-    TCP options share this layout (RFC 9293 section 3.1)."""
-    stop = min(stop, len(packet))
-    at = start
-    while at < stop:
-        kind = packet[at]
-        if kind == OPTION_END:
-            return
-        if kind == OPTION_NOP:
-            at += 1
-            continue
-        if at + 1 >= stop or packet[at + 1] < 2:
-            return
-        yield kind, at, min(at + packet[at + 1], stop)
-        at += packet[at + 1]

@@ -31,38 +31,3 @@ NO_NEXT_HEADER = 59
 EXTENSION_NEXT_HEADER = 0  # every extension header starts with the next header's kind, then its length
 EXTENSION_LENGTH = 1
 MAX_EXTENSION_HEADERS = 8  # longer chains than any real stack sends are treated as malformed
-
-
-def extension_header_len(kind: int, length_byte: int) -> int:
-    """Bytes of one extension header, from its kind and its length byte."""
-    if kind == FRAGMENT:
-        return FRAGMENT_HEADER_LEN
-    if kind == AUTHENTICATION:
-        return (length_byte + 2) * 4
-    return (length_byte + 1) * 8
-
-
-def extension_chain(packet: bytes) -> tuple[list[tuple[int, int, int]], int | None, int]:
-    """Walk one packet's extension headers: ([(kind, start, stop), ...], upper-layer protocol, its offset).
-
-    The protocol is None when the chain is cut off by the end of ``packet``, is too long, or reaches a
-    non-first fragment (what follows the fragment header is then not a header).
-    """
-    headers: list[tuple[int, int, int]] = []
-    if len(packet) < HEADER_LEN:
-        return headers, None, HEADER_LEN
-    kind, at = packet[NEXT_HEADER], HEADER_LEN
-    while kind in GENERIC_EXTENSIONS or kind in (AUTHENTICATION, FRAGMENT):
-        if len(headers) == MAX_EXTENSION_HEADERS or at + EXTENSION_LENGTH >= len(packet):
-            return headers, None, at
-        stop = at + extension_header_len(kind, packet[at + EXTENSION_LENGTH])
-        headers.append((kind, at, stop))
-        if kind == FRAGMENT and _later_fragment(packet, at):
-            return headers, None, stop
-        kind, at = packet[at + EXTENSION_NEXT_HEADER], stop
-    return headers, kind, at
-
-
-def _later_fragment(packet: bytes, header_start: int) -> bool:
-    field = packet[header_start + FRAGMENT_OFFSET : header_start + FRAGMENT_OFFSET + 2]
-    return len(field) == 2 and (int.from_bytes(field, "big") >> 3) > 0

@@ -29,8 +29,3 @@ TIMESTAMP_OPTION_LEN = 10
 OPTION_SACK = 5  # kind, len, then (left edge, right edge) pairs of 4-byte sequence numbers
 SACK_EDGE_LEN = 4
 OPTION_DATA_START = 2  # kind, length, then the option's data
-
-
-def header_len(packet: bytes, start: int) -> int:
-    """Header length in bytes that the data offset nibble states (0 when that byte is missing)."""
-    return (packet[start + DATA_OFFSET] >> 4) * 4 if start + DATA_OFFSET < len(packet) else 0
