@@ -16,7 +16,7 @@ app = typer.Typer(help="Encrypted traffic classification: captures in, honest da
                   no_args_is_help=True, add_completion=False)
 app.add_typer(lab_app, name="lab", help="Generate labelled captures of real encrypted protocols (needs root).")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def _fail(message: str) -> None:

@@ -7,6 +7,7 @@ A segmentation is given by a boolean ``starts`` mask: ``starts[i]`` is True wher
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 
 def change_starts(keys: np.ndarray) -> np.ndarray:
@@ -48,11 +49,25 @@ def rank_in_segment(starts: np.ndarray) -> np.ndarray:
 
 
 def gather_ranges(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate ``buffer[s : s + n]`` for every (s, n); returns the bytes and their start offsets in them."""
+    """Concatenate ``buffer[s : s + n]`` for every (s, n); returns the bytes and their start offsets in them.
+
+    The ranges must not overlap (frames in a capture buffer, packets in the meter's store never do).
+    """
     lengths = lengths.astype(np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    # Slicing a memoryview per range beats building a per-byte index array by ~5x for packet-sized ranges.
-    view = memoryview(np.ascontiguousarray(buffer, dtype=np.uint8))
-    joined = b"".join([view[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
-    return np.frombuffer(joined, dtype=np.uint8), offsets
+    starts = np.where(lengths > 0, starts, 0).astype(np.int64)  # an empty range may start anywhere: at 0
+    # Cut the buffer into one element per range and one per gap between ranges, then let Arrow's take copy
+    # the range elements in the wanted order: one C loop instead of a Python-level slice per range.
+    order = np.lexsort((lengths, starts))  # empty ranges at 0 before a range that starts there
+    bounds = np.zeros(2 * len(starts) + 1, dtype=np.int64)
+    bounds[1::2] = starts[order]
+    bounds[2::2] = starts[order] + lengths[order]
+    if np.any(np.diff(bounds) < 0):
+        raise ValueError("gather_ranges needs ranges that do not overlap")
+    data = np.ascontiguousarray(buffer, dtype=np.uint8)[: bounds[-1]]
+    pieces = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
+    element_of_range = np.empty(len(starts), dtype=np.int64)
+    element_of_range[order] = 2 * np.arange(len(starts)) + 1
+    gathered = pieces.take(pa.array(element_of_range))
+    offsets = np.frombuffer(gathered.buffers()[1], dtype=np.int64)[gathered.offset : gathered.offset + len(starts) + 1]
+    joined = np.frombuffer(gathered.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return joined, offsets - offsets[0]

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from etbert.lab.classes import ALL_CLASSES
 from etbert.lab.cleanup import LabInterrupted
-from etbert.lab.generate import GenerateOptions, availability, generate
+from etbert.lab.generate import GenerateOptions, availability, generate, select_classes
 from etbert.lab.netns import LabSetupError, host_unavailable
 from etbert.lab.plan import DEFAULT_CAPTURES_PER_CLASS
 
@@ -44,6 +44,12 @@ def generate_command(
     force: Annotated[bool, typer.Option(help="Replace an earlier lab output in the output folder.")] = False,
 ) -> None:
     """Generate labelled captures of real traffic (needs root)."""
+    if classes:
+        try:
+            select_classes(classes.split(","))  # a typo is reported before anything about the host
+        except ValueError as error:
+            console.print(f"[red]etbert lab:[/] {error}")
+            raise typer.Exit(2) from None
     reason = host_unavailable()
     if reason:
         console.print(f"[red]etbert lab:[/] {reason}")
