@@ -1,4 +1,4 @@
-"""The `etbert` command line: argument parsing and printing only; the work lives in the library."""
+"""Commands over captures and datasets: prepare, inspect."""
 
 from __future__ import annotations
 
@@ -6,28 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from etbert import __version__
-from etbert.lab.cli import app as lab_app
-
-app = typer.Typer(help="Encrypted traffic classification: captures in, honest datasets and models out.",
-                  no_args_is_help=True, add_completion=False)
-app.add_typer(lab_app, name="lab", help="Generate labelled captures of real encrypted protocols (needs root).")
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-@app.command()
-def version() -> None:
-    """Print the etbert version."""
-    console.print(__version__)
+from etbert.cli.common import app, console, errors, fail
 
 
 @app.command()
@@ -69,7 +50,7 @@ def prepare(
             max_per_class=max_per_class, min_per_class=min_per_class, workers=workers, overwrite=overwrite,
         )
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     progress = Progress(TextColumn("[bold]prepare"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                         console=errors, transient=True)
     task = progress.add_task("prepare", total=None)
@@ -78,7 +59,7 @@ def prepare(
             manifest = run_prepare(input, output, config,
                                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     except (PrepareError, LabelError, ValueError, OSError) as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(dataset_summary(manifest))
     console.print(f"dataset written to [bold]{output}[/bold]")
 
@@ -92,9 +73,6 @@ def inspect(dataset: Path = typer.Argument(..., help="A dataset folder written b
     try:
         manifest = read_manifest(dataset)
     except DatasetError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(dataset_summary(manifest))
 
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,3 @@
+from etbert.cli import app
+
+app()

@@ -1,0 +1,30 @@
+"""Shared fixtures: a small real dataset prepared once per test process from the bundled lab corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # two pytest workers on two cores: no oversubscription
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAB_CORPUS = REPO / "data" / "lab-default"
+
+
+@pytest.fixture(scope="session")
+def lab_dataset(tmp_path_factory) -> Path:
+    """The bundled lab corpus prepared with the defaults (strict anonymisation, flow split, K = 10)."""
+    from etbert.dataset.prepare import PrepareConfig, prepare
+
+    output = tmp_path_factory.mktemp("lab") / "dataset"
+    prepare(LAB_CORPUS, output, PrepareConfig())
+    return output
+
+
+@pytest.fixture(scope="session")
+def lab_tables(lab_dataset) -> dict:
+    from etbert.dataset.layout import read_flows
+
+    return {split: read_flows(lab_dataset, split=split) for split in ("train", "val", "test")}
