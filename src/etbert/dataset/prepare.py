@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,17 +153,15 @@ def meter_capture(
     """
     report = CaptureReport(path=name)
     meter = FlowMeter(config.meter, capture=name)
-    seed = _capture_seed(config.seed, name)
+    seed = capture_seed(config.seed, name)
     writer = None
     labels: list[str] = []
     start_times: list[float] = []
     keys: list[bytes] = []
     packet_counts: list[int] = []
 
-    def write(flows: pa.RecordBatch | None):
+    def write(flows: pa.RecordBatch):
         nonlocal writer
-        if flows is None or flows.num_rows == 0:
-            return
         table, flow_labels, flow_keys = _label_and_anonymize(flows, config.anonymize, seed, label_source, name)
         if writer is None:
             writer = pa.ipc.new_file(part, table.schema)
@@ -173,11 +171,8 @@ def meter_capture(
         start_times.extend(flows.column("start_time").to_pylist())
         packet_counts.extend(pc.add(flows.column("fwd_packets"), flows.column("bwd_packets")).to_pylist())
 
-    for frames in read_frames(path, report):
-        write(meter.add(decode(frames)))
-        if on_bytes:
-            on_bytes(report.bytes)
-    write(meter.flush())
+    for flows in metered_flows(path, report, meter, on_bytes):
+        write(flows)
     if writer is not None:
         writer.close()
     return CaptureResult(
@@ -192,14 +187,32 @@ def meter_capture(
     )
 
 
+def metered_flows(path: Path, report: CaptureReport, meter: FlowMeter,
+                  on_bytes: Callable[[int], None] | None = None) -> Iterator[pa.RecordBatch]:
+    """The flows of one capture as the meter finishes them (raw bytes: not yet anonymised)."""
+    for frames in read_frames(path, report):
+        flows = meter.add(decode(frames))
+        if flows is not None and flows.num_rows:
+            yield flows
+        if on_bytes:
+            on_bytes(report.bytes)
+    flows = meter.flush()
+    if flows is not None and flows.num_rows:
+        yield flows
+
+
+def anonymized_packets(flows: pa.RecordBatch, policy: str, seed: int) -> pa.ListArray:
+    """The flows' packet bytes under ``policy``; each flow draws from the capture's seed plus its index."""
+    seeds = seed + flows.column("flow_index").to_numpy().astype(np.uint64)
+    return anonymize_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"), flows.column("pkt_direction"),
+                           policy, seeds)
+
+
 def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: LabelSource, capture: str):
     """Attach labels, replace packet bytes by their anonymised form, and compute duplicate keys."""
     labels = _flow_labels(flows, label_source, capture)
-    packets = flows.column("pkt_bytes")
-    l4_offsets = flows.column("pkt_l4_offset")
-    seeds = seed + flows.column("flow_index").to_numpy().astype(np.uint64)
-    anonymized = anonymize_batch(packets, l4_offsets, flows.column("pkt_direction"), policy, seeds)
-    keys = _duplicate_keys(flows, mask_identity_batch(packets, l4_offsets))
+    anonymized = anonymized_packets(flows, policy, seed)
+    keys = _duplicate_keys(flows, mask_identity_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset")))
     table = pa.Table.from_batches([flows])
     table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes", anonymized)
     table = table.append_column("label", pa.array(labels, pa.string()))
@@ -258,7 +271,7 @@ def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> list[bytes]:
                                                                                 flow_end[1:].tolist())]
 
 
-def _capture_seed(seed: int, name: str) -> int:
+def capture_seed(seed: int, name: str) -> int:
     """A per-capture seed that does not depend on the order or the worker that handles the capture."""
     return int.from_bytes(hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=4).digest(), "little") << 20
 

@@ -1,0 +1,140 @@
+"""One model setting swept over values: headline metrics per value, on the test split or by k-fold CV.
+
+The handshake CNN paper's experiment 1 (accuracy, precision and recall against the ratio R of random
+to real background images) is ``setting_sweep(dataset, "handshake-cnn", "random_ratio", [0, 0.05, ...])``.
+
+    OUT/sweep.json   protocol (dataset, classes, folds, settings, seed) and one point per value, written
+                     after every value so an interrupted sweep keeps what it finished
+    OUT/sweep.png    accuracy, macro precision, macro recall and macro F1 against the value
+
+Without folds a model trains on the train split (the val split steers it as in `train_run`) and is scored
+on the test split. With k folds, the flows of every split are pooled and cut into k stratified folds (a row
+is a flow, so no flow is ever on both sides); each fold is the test set once for a model trained on the
+other k-1, without a validation set, and a point holds the mean and standard deviation over folds. Every
+value sees the same folds and seeds, so the values are compared on the same data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etbert.dataset.layout import read_manifest
+from etbert.evaluation.metrics import HEADLINE, classification_metrics
+from etbert.evaluation.runs import write_json
+from etbert.evaluation.train import dataset_description, labelled_flows
+from etbert.models.base import ProgressCallback
+from etbert.models.registry import create_model, model_class
+
+SWEEP_FILE = "sweep.json"
+PLOT_FILE = "sweep.png"
+PLOTTED = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+Partition = tuple[pa.Table, pa.Table | None, pa.Table]  # train, val, test
+
+
+def setting_sweep(dataset: Path, model_name: str, setting: str, values: Sequence[Any], output: Path,
+                  classes: Sequence[str] | None = None, folds: int | None = None,
+                  settings: dict[str, Any] | None = None, seed: int = 0,
+                  on_progress: ProgressCallback | None = None) -> dict:
+    """Train and score ``model_name`` with ``setting`` at each of ``values``; writes OUT/sweep.json and the plot.
+
+    ``classes``: keep only flows of these labels (the paper's Shadowsocks vs V2Ray vs background).
+    """
+    dataset, output = Path(dataset), Path(output)
+    if not values:
+        raise ValueError("no values to sweep")
+    settings = dict(settings or {})
+    progress = on_progress or (lambda *_: None)
+    for value in values:  # every configuration is checked before hours of training
+        create_model(model_name, {**settings, setting: value})
+    manifest = read_manifest(dataset)
+    flows = _class_flows(dataset, model_class(model_name).columns, classes)
+    partitions = _folds(flows, folds, seed) if folds else _splits(flows)
+    output.mkdir(parents=True, exist_ok=True)
+    result = {
+        "model": model_name, "setting": setting, "settings": settings, "seed": seed, "folds": folds,
+        "classes": sorted(set(flows.column("label").to_pylist())),
+        "dataset": dataset_description(dataset, manifest), "points": [],
+    }
+    for value in values:
+        scores = []
+        for index, (train, val, test) in enumerate(partitions):
+            stage = f"{setting}={value}" + (f" fold {index + 1}/{folds}" if folds else "")
+            model = create_model(model_name, {**settings, setting: value})
+            model.fit(train, val, seed=seed + index,
+                      on_progress=lambda step, done, total: progress(f"{stage} {step}", done, total))
+            scores.append(classification_metrics(test.column("label").to_pylist(), model.predict(test),
+                                                 model.classes_))
+        result["points"].append(_point(value, scores))
+        write_json(output / SWEEP_FILE, result)
+    plot_sweep(result, output / PLOT_FILE)
+    return result
+
+
+def _class_flows(dataset: Path, columns: tuple[str, ...] | None, classes: Sequence[str] | None) -> pa.Table:
+    flows = labelled_flows(dataset, None, columns)
+    if not classes:
+        return flows
+    missing = sorted(set(classes) - set(flows.column("label").to_pylist()))
+    if missing:
+        raise ValueError(f"{dataset} has no flows of class(es) {', '.join(missing)}")
+    return flows.filter(pc.is_in(flows.column("label"), value_set=pa.array(list(classes))))
+
+
+def _splits(flows: pa.Table) -> list[Partition]:
+    split = flows.column("split")
+    train, val, test = (flows.filter(pc.equal(split, name)) for name in ("train", "val", "test"))
+    if train.num_rows == 0 or test.num_rows == 0:
+        raise ValueError("the dataset needs train and test flows (or use folds)")
+    return [(train, val if val.num_rows else None, test)]
+
+
+def _folds(flows: pa.Table, folds: int, seed: int) -> list[Partition]:
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.array(flows.column("label").to_pylist(), dtype=object)
+    smallest = min(np.unique(labels, return_counts=True)[1])
+    if folds < 2 or smallest < folds:
+        raise ValueError(f"{folds} folds need at least 2 folds and {folds} flows per class; the smallest class "
+                         f"has {smallest}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(flows.take(train), None, flows.take(test)) for train, test in splitter.split(labels, labels)]
+
+
+def _point(value: Any, scores: list[dict]) -> dict:
+    """Mean headline metrics over folds (one fold: its full metrics), their spread, and every fold's figures."""
+    point = {"value": value}
+    for key in HEADLINE:
+        figures = np.array([score[key] for score in scores])
+        point[key] = float(figures.mean())
+        point[f"{key}_std"] = float(figures.std())
+    if len(scores) == 1:
+        point.update({key: scores[0][key] for key in ("samples", "per_class", "confusion_matrix")})
+    else:
+        point["folds"] = [{key: score[key] for key in (*HEADLINE, "samples")} for score in scores]
+    return point
+
+
+def plot_sweep(result: dict, path: Path) -> None:
+    """Headline metrics against the swept value (error bars: standard deviation over folds)."""
+    from matplotlib.figure import Figure
+
+    points = result["points"]
+    values = [float(point["value"]) for point in points]
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
+    for key in PLOTTED:
+        axes.errorbar(values, [point[key] for point in points], yerr=[point[f"{key}_std"] for point in points],
+                      marker="o", capsize=3, label=key.replace("_", " "))
+    folds = f", {result['folds']}-fold CV" if result["folds"] else ", test split"
+    axes.set_title(f"{result['model']} on {result['dataset']['name']}{folds}", fontsize=10)
+    axes.set_xlabel(result["setting"])
+    axes.set_ylabel("score")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.savefig(path, dpi=120)
