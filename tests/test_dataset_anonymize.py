@@ -255,6 +255,8 @@ def test_flow_stays_self_consistent_across_directions():
     result = [IP(p) for p in anonymize_flow(packets, [20] * len(packets), [d for _, d in flow], "seed-004", seed=9)]
     client, server = (result[0].src, result[0][TCP].sport), (result[0].dst, result[0][TCP].dport)
     assert client != ("10.0.0.1", 40000) and server[0] != "10.0.0.2"
+    # distinct originals get distinct replacements: the two ends stay two ends
+    assert client[0] != server[0] and client[1] != server[1]
     for packet, (_, direction) in zip(result, flow):
         ends = ((packet.src, packet[TCP].sport), (packet.dst, packet[TCP].dport))
         assert ends == ((client, server) if direction == 0 else (server, client))

@@ -90,3 +90,15 @@ def test_policies_are_recorded_and_change_identity_bytes(tmp_path, policy):
             assert a[:4] == b[:4] and a[8:10] == b[8:10]  # version, length, TTL, protocol kept
             l4 = before["pkt_l4_offset"][0]
             assert a[l4 + 20 :] == b[l4 + 20 :] or before["protocol"] == 17  # TCP payload untouched
+
+
+def test_ethernet_padding_is_not_stored_as_packet_bytes(tmp_path):
+    from scapy.packet import Padding
+
+    ack = IP(src="10.1.1.1", dst="10.2.2.2") / TCP(sport=5555, dport=443, flags="A")  # 40 bytes
+    frame = Ether() / ack / Padding(load=b"\xee" * 6)  # padded to the 60-byte Ethernet minimum
+    frame.time = 1.0
+    wrpcap(str(tmp_path / "padded.pcap"), [frame])
+    prepare(tmp_path / "padded.pcap", tmp_path / "ds", PrepareConfig(anonymize="none"))
+    stored = read_flows(tmp_path / "ds").column("pkt_bytes").to_pylist()[0][0]
+    assert stored == bytes(ack)

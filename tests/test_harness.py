@@ -256,3 +256,14 @@ def test_predict_errors_are_one_line(majority_run, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(app, ["predict", str(majority_run), str(empty), "-o", str(tmp_path / "p.txt")])
     assert result.exit_code == 2 and ".jsonl or .csv" in result.output
+
+
+def test_compare_prints_the_protocol_beside_the_numbers(majority_run, lab_dataset, tmp_path):
+    evaluate_run(majority_run)
+    other = train_run(lab_dataset, "majority", tmp_path / "second", seed=1)
+    result = runner.invoke(app, ["compare", str(majority_run), str(other)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "flow" in result.output and "strict" in result.output and "0.1714" in result.output
+    assert "not evaluated" in result.output  # the second run was never evaluated
+    result = runner.invoke(app, ["compare", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run directory" in result.output

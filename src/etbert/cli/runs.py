@@ -167,3 +167,66 @@ def models() -> None:
 
     for name in model_names():
         console.print(name)
+
+
+@app.command()
+def audit(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `etbert prepare`."),
+    threshold: float = typer.Option(0.10, help="Macro-F1 gap above which a check is flagged."),
+    seed: int = typer.Option(0, help="Seed of the quick models and the random split."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the findings as JSON."),
+) -> None:
+    """Train a quick model with and without identity fields, and split by packet vs by flow: print the gaps."""
+    from etbert.dataset.layout import DatasetError
+    from etbert.evaluation.audit import audit_dataset
+
+    progress = _progress()
+    task = progress.add_task("audit", total=2)
+    try:
+        with progress:
+            report = audit_dataset(dataset, threshold, seed,
+                                   on_progress=lambda stage, done, total: progress.update(task, completed=done,
+                                                                                          description=stage))
+    except (DatasetError, ValueError, OSError) as error:
+        fail(str(error))
+    table = Table("check", "honest", "F1", "leaky", "F1", "gap", "verdict",
+                  title=f"audit of {dataset} ({report.split_type} split, anonymize {report.anonymize})",
+                  title_justify="left")
+    for check in report.checks:
+        verdict = "[red]SHORTCUT[/red]" if check.flagged else "[green]ok[/green]"
+        table.add_row(check.name, check.honest, f"{check.honest_f1:.3f}", check.leaky, f"{check.leaky_f1:.3f}",
+                      f"{check.gap:+.3f}", verdict)
+    console.print(table)
+    for check in report.checks:
+        if check.note:
+            console.print(f"{check.name}: {check.note}")
+    if report.flagged:
+        console.print(f"[red]A gap above {threshold:.2f} macro F1: numbers on this data can come from shortcuts, "
+                      "not from the traffic's behaviour.[/red]")
+    if output:
+        import json
+
+        output.write_text(json.dumps(report.to_dict(), indent=2))
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run directories written by `etbert train`."),
+    split: str = typer.Option("test", help="Which evaluation to compare: train, val or test."),
+) -> None:
+    """Runs side by side: AC, PR, RC, F1 (macro) with each run's dataset, split type and anonymisation."""
+    from etbert.evaluation.runs import RunError
+    from etbert.report.compare import comparison_rows, comparison_table, mixed_protocols
+
+    try:
+        rows = comparison_rows(runs, split)
+    except RunError as error:
+        fail(str(error))
+    console.print(comparison_table(rows))
+    mixed = mixed_protocols(rows)
+    if mixed:
+        console.print(f"[yellow]warning:[/yellow] these runs differ in {', '.join(mixed)}: "
+                      "their numbers are not directly comparable")
+    missing = [row["run"] for row in rows if not row["evaluated"]]
+    if missing:
+        console.print(f"not evaluated on {split}: {', '.join(map(str, missing))} (run `etbert evaluate RUN`)")

@@ -367,7 +367,8 @@ def _rank_in_repeat(counts: np.ndarray) -> np.ndarray:
 
 def _changes(*keys: np.ndarray) -> np.ndarray:
     """True where any key differs from the previous row (and at row 0): the starts of equal-key runs."""
-    starts = np.ones(len(keys[0]), dtype=bool)
+    starts = np.zeros(len(keys[0]), dtype=bool)
+    starts[:1] = True
     for key in keys:
         starts[1:] |= key[1:] != key[:-1]
     return starts

@@ -16,6 +16,8 @@ from etbert.flows.schema import CLIENT_TO_SERVER, TCP_FLAG_NAMES
 
 PACKET_COLUMNS = ("pkt_direction", "pkt_length", "pkt_iat", "pkt_tcp_flags", "pkt_bytes", "pkt_l4_offset",
                   "pkt_payload_offset")
+# what the recomputation reads: a reader of the flow table adds these to the columns it needs
+SOURCE_COLUMNS = ("pkt_direction", "pkt_length", "pkt_iat", "pkt_tcp_flags", "pkt_payload_offset")
 PARTIAL = "partial"
 
 
@@ -28,8 +30,9 @@ def first_packets(flows: pa.Table, n: int) -> pa.Table:
     for name in PACKET_COLUMNS:
         if name in columns:
             columns[name] = pc.list_slice(columns[name], 0, n)
-    if "pkt_direction" not in columns:
-        return flows
+    missing = [name for name in SOURCE_COLUMNS if name not in columns]
+    if missing:
+        raise ValueError(f"first_packets needs the columns {', '.join(missing)}")
     derived = _derived_columns(columns)
     for name, values in derived.items():
         if name in columns:

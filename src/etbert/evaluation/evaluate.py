@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from etbert.dataset.early import first_packets
+from etbert.dataset.early import SOURCE_COLUMNS, first_packets
 from etbert.dataset.layout import DatasetError
 from etbert.evaluation.metrics import HEADLINE, classification_metrics
 from etbert.evaluation.runs import Run, RunError, early_path, manifest_sha256, metrics_path, open_run, write_json
@@ -50,7 +50,8 @@ def _split_flows(run: Run, model: FlowModel, split: str):
         raise RunError(f"the dataset {dataset} changed since {run.path} was trained (manifest differs); "
                        "train again on the current dataset")
     try:
-        flows = labelled_flows(dataset, split, model.columns)
+        columns = None if model.columns is None else (*model.columns, *SOURCE_COLUMNS)  # for first_packets
+        flows = labelled_flows(dataset, split, columns)
     except DatasetError as error:
         raise RunError(str(error)) from error
     if flows.num_rows == 0:

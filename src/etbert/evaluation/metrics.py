@@ -8,7 +8,6 @@ for binary or background-vs-rest tasks the survey's specificity and negative pre
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 BACKGROUND = "background"
 HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
@@ -17,6 +16,8 @@ HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted
 def classification_metrics(y_true: list[str] | np.ndarray, y_pred: list[str] | np.ndarray,
                            classes: list[str]) -> dict:
     """Metrics over class names; ``classes`` fixes the order (true labels unseen in training are added)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     y_true = np.asarray(y_true, dtype=object)
     y_pred = np.asarray(y_pred, dtype=object)
     labels = list(classes) + sorted(set(y_true.tolist()) - set(classes))

@@ -1,11 +1,14 @@
 """One model setting swept over values: headline metrics per value, on the test split or by k-fold CV.
 
 The handshake CNN paper's experiment 1 (accuracy, precision and recall against the ratio R of random
-to real background images) is ``setting_sweep(dataset, "handshake-cnn", "random_ratio", [0, 0.05, ...])``.
+to real background images) is ``setting_sweep(dataset, "handshake-cnn", "random_ratio", [0, 0.05, ...])``. Its point, that random
+background images make the background class "approximately complete", shows with ``others="background"``:
+the flows of every class outside ``classes`` are never trained on but join each test set as background,
+and ``others_recall`` is the share of them the model indeed calls background.
 
     OUT/sweep.json   protocol (dataset, classes, folds, settings, seed) and one point per value, written
                      after every value so an interrupted sweep keeps what it finished
-    OUT/sweep.png    accuracy, macro precision, macro recall and macro F1 against the value
+    OUT/sweep.png    accuracy, macro precision, macro recall, macro F1 (and others_recall) against the value
 
 Without folds a model trains on the train split (the val split steers it as in `train_run`) and is scored
 on the test split. With k folds, the flows of every split are pooled and cut into k stratified folds (a row
@@ -32,18 +35,19 @@ from etbert.models.registry import create_model, model_class
 
 SWEEP_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
-PLOTTED = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+PLOTTED = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "others_recall")
 
 Partition = tuple[pa.Table, pa.Table | None, pa.Table]  # train, val, test
 
 
 def setting_sweep(dataset: Path, model_name: str, setting: str, values: Sequence[Any], output: Path,
-                  classes: Sequence[str] | None = None, folds: int | None = None,
+                  classes: Sequence[str] | None = None, others: str | None = None, folds: int | None = None,
                   settings: dict[str, Any] | None = None, seed: int = 0,
                   on_progress: ProgressCallback | None = None) -> dict:
     """Train and score ``model_name`` with ``setting`` at each of ``values``; writes OUT/sweep.json and the plot.
 
-    ``classes``: keep only flows of these labels (the paper's Shadowsocks vs V2Ray vs background).
+    ``classes``: learn only flows of these labels (the paper's Shadowsocks vs V2Ray vs background).
+    ``others``: one of ``classes``; the flows of all other classes are tested (never trained) as that class.
     """
     dataset, output = Path(dataset), Path(output)
     if not values:
@@ -53,37 +57,57 @@ def setting_sweep(dataset: Path, model_name: str, setting: str, values: Sequence
     for value in values:  # every configuration is checked before hours of training
         create_model(model_name, {**settings, setting: value})
     manifest = read_manifest(dataset)
-    flows = _class_flows(dataset, model_class(model_name).columns, classes)
-    partitions = _folds(flows, folds, seed) if folds else _splits(flows)
+    if others is not None and others not in (classes or ()):
+        raise ValueError(f"the class unseen flows count as ({others!r}) must be one of the classes learnt")
+    flows = labelled_flows(dataset, None, model_class(model_name).columns)
+    known = _known(flows, classes, dataset)
+    partitions = _partitions(flows.filter(known), folds, seed)
+    # unseen flows: the test flows (or every fold's test flows) of the other classes, relabelled
+    unseen = [_relabelled(test, others) for *_, test in _partitions(flows.filter(pc.invert(known)), folds, seed)
+              ] if others is not None else [None] * len(partitions)
     output.mkdir(parents=True, exist_ok=True)
     result = {
         "model": model_name, "setting": setting, "settings": settings, "seed": seed, "folds": folds,
-        "classes": sorted(set(flows.column("label").to_pylist())),
+        "classes": sorted(set(flows.filter(known).column("label").to_pylist())), "others": others,
         "dataset": dataset_description(dataset, manifest), "points": [],
     }
     for value in values:
         scores = []
-        for index, (train, val, test) in enumerate(partitions):
+        for index, ((train, val, test), extra) in enumerate(zip(partitions, unseen)):
             stage = f"{setting}={value}" + (f" fold {index + 1}/{folds}" if folds else "")
             model = create_model(model_name, {**settings, setting: value})
             model.fit(train, val, seed=seed + index,
                       on_progress=lambda step, done, total: progress(f"{stage} {step}", done, total))
-            scores.append(classification_metrics(test.column("label").to_pylist(), model.predict(test),
-                                                 model.classes_))
+            if extra is not None:
+                test = pa.concat_tables([test, extra])
+            predicted = model.predict(test)
+            score = classification_metrics(test.column("label").to_pylist(), predicted, model.classes_)
+            if extra is not None:
+                score["others_recall"] = float(np.mean(predicted[test.num_rows - extra.num_rows:] == others))
+            scores.append(score)
         result["points"].append(_point(value, scores))
         write_json(output / SWEEP_FILE, result)
     plot_sweep(result, output / PLOT_FILE)
     return result
 
 
-def _class_flows(dataset: Path, columns: tuple[str, ...] | None, classes: Sequence[str] | None) -> pa.Table:
-    flows = labelled_flows(dataset, None, columns)
+def _known(flows: pa.Table, classes: Sequence[str] | None, dataset: Path) -> pa.ChunkedArray:
+    """Which flows belong to ``classes`` (all when none are named)."""
     if not classes:
-        return flows
+        return pc.is_valid(flows.column("label"))
     missing = sorted(set(classes) - set(flows.column("label").to_pylist()))
     if missing:
         raise ValueError(f"{dataset} has no flows of class(es) {', '.join(missing)}")
-    return flows.filter(pc.is_in(flows.column("label"), value_set=pa.array(list(classes))))
+    return pc.is_in(flows.column("label"), value_set=pa.array(list(classes)))
+
+
+def _relabelled(flows: pa.Table, label: str) -> pa.Table:
+    index = flows.column_names.index("label")
+    return flows.set_column(index, "label", pa.array([label] * flows.num_rows, pa.string()))
+
+
+def _partitions(flows: pa.Table, folds: int | None, seed: int) -> list[Partition]:
+    return _folds(flows, folds, seed) if folds else _splits(flows)
 
 
 def _splits(flows: pa.Table) -> list[Partition]:
@@ -109,14 +133,15 @@ def _folds(flows: pa.Table, folds: int, seed: int) -> list[Partition]:
 def _point(value: Any, scores: list[dict]) -> dict:
     """Mean headline metrics over folds (one fold: its full metrics), their spread, and every fold's figures."""
     point = {"value": value}
-    for key in HEADLINE:
+    headline = [key for key in (*HEADLINE, "others_recall") if key in scores[0]]
+    for key in headline:
         figures = np.array([score[key] for score in scores])
         point[key] = float(figures.mean())
         point[f"{key}_std"] = float(figures.std())
     if len(scores) == 1:
         point.update({key: scores[0][key] for key in ("samples", "per_class", "confusion_matrix")})
     else:
-        point["folds"] = [{key: score[key] for key in (*HEADLINE, "samples")} for score in scores]
+        point["folds"] = [{key: score[key] for key in (*headline, "samples")} for score in scores]
     return point
 
 
@@ -128,7 +153,7 @@ def plot_sweep(result: dict, path: Path) -> None:
     values = [float(point["value"]) for point in points]
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
-    for key in PLOTTED:
+    for key in (key for key in PLOTTED if key in points[0]):
         axes.errorbar(values, [point[key] for point in points], yerr=[point[f"{key}_std"] for point in points],
                       marker="o", capsize=3, label=key.replace("_", " "))
     folds = f", {result['folds']}-fold CV" if result["folds"] else ", test split"

@@ -393,6 +393,9 @@ class FlowMeter:
             return
         frame_start = frames.offset[idx[keep]] + l3[keep]
         available = frames.caplen[idx[keep]].astype(np.int64) - l3[keep]
+        # stop at the IP length: Ethernet pads short frames to 60 bytes, and those zeros are not the packet's
+        ip_length = length[keep].astype(np.int64)
+        available = np.where(ip_length > 0, np.minimum(available, ip_length), available)
         blen = np.clip(available, 0, self.config.max_packet_bytes)
         data, offsets = gather_ranges(frames.buffer, frame_start, blen)
         base = len(self._packet_bytes)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import types
 import typing
 from pathlib import Path
@@ -137,11 +138,9 @@ def _labels(table: pa.Table) -> np.ndarray:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.manual_seed(seed)
+    torch = sys.modules.get("torch")  # deep models import it before fitting; the others need not pay for it
+    if torch is not None:
+        torch.manual_seed(seed)
 
 
 # ----- configurations: dataclasses <-> JSON-able dicts ------------------------------------------------

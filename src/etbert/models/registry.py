@@ -15,6 +15,12 @@ from etbert.models.base import MODEL_FILE, FlowModel, ModelError, config_from_di
 
 MODELS: dict[str, str] = {
     "majority": "etbert.models.majority:MajorityClass",
+    "random-forest": "etbert.models.classic:RandomForest",
+    "xgboost": "etbert.models.classic:XGBoost",
+    "lightgbm": "etbert.models.classic:LightGBM",
+    "svm": "etbert.models.classic:SupportVectorMachine",
+    "knn": "etbert.models.classic:NearestNeighbours",
+    "header-lightgbm": "etbert.models.classic:HeaderLightGBM",
 }
 
 

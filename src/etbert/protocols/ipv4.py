@@ -5,6 +5,7 @@ TOS = 1
 TOTAL_LENGTH = 2  # 2 bytes
 IDENTIFICATION = slice(4, 6)
 FLAGS_FRAGMENT = 6  # 2 bytes: 3 flag bits, 13-bit fragment offset in 8-byte units
+DONT_FRAGMENT = 0x4000
 MORE_FRAGMENTS = 0x2000
 FRAGMENT_OFFSET_MASK = 0x1FFF
 TTL = 8

@@ -3,6 +3,8 @@
 HEADER_LEN = 40
 VERSION_CLASS_FLOW = slice(0, 4)  # 4-bit version, 8-bit traffic class, 20-bit flow label
 FLOW_LABEL = slice(1, 4)  # low 4 bits of byte 1 and bytes 2-3 (mask 0x0FFFFF)
+FLOW_LABEL_MASK = 0x0FFFFF  # of the first 4 bytes as a big-endian word
+TRAFFIC_CLASS_SHIFT = 20  # the traffic class sits above the flow label in that word
 PAYLOAD_LENGTH = 4  # 2 bytes
 NEXT_HEADER = 6
 HOP_LIMIT = 7

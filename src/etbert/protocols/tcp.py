@@ -23,6 +23,9 @@ CWR = 0x80
 
 OPTION_END = 0
 OPTION_NOP = 1
+OPTION_MSS = 2  # kind, len=4, maximum segment size (2)
+OPTION_WINDOW_SCALE = 3  # kind, len=3, shift count (1)
+OPTION_SACK_PERMITTED = 4  # kind, len=2
 OPTION_TIMESTAMP = 8  # kind, len=10, TSval (4), TSecr (4)
 TIMESTAMP_OPTION_LEN = 10
 
