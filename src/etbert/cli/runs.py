@@ -200,9 +200,16 @@ def audit(
     for check in report.checks:
         if check.note:
             console.print(f"{check.name}: {check.note}")
-    if report.flagged:
-        console.print(f"[red]A gap above {threshold:.2f} macro F1: numbers on this data can come from shortcuts, "
-                      "not from the traffic's behaviour.[/red]")
+    for check in report.checks:
+        if not check.flagged:
+            continue
+        if check.name == "packet split" and report.split_type in ("flow", "capture", "time"):
+            console.print(f"[yellow]A per-packet random split would report {check.leaky_f1:.2f} macro F1 instead of "
+                          f"{check.honest_f1:.2f}; this dataset is split by {report.split_type}, which prevents "
+                          "that inflation.[/yellow]")
+        else:
+            console.print(f"[red]{check.name}: a gap of {check.gap:+.2f} macro F1: numbers on this data can come from "
+                          "shortcuts, not from the traffic's behaviour.[/red]")
     if output:
         import json
 
