@@ -21,6 +21,7 @@ MODELS: dict[str, str] = {
     "svm": "etbert.models.classic:SupportVectorMachine",
     "knn": "etbert.models.classic:NearestNeighbours",
     "header-lightgbm": "etbert.models.classic:HeaderLightGBM",
+    "lstm-attention": "etbert.models.lstm_attention:LSTMAttention",
 }
 
 
