@@ -1,14 +1,17 @@
 """One model setting swept over values: headline metrics per value, on the test split or by k-fold CV.
 
 The handshake CNN paper's experiment 1 (accuracy, precision and recall against the ratio R of random
-to real background images) is ``setting_sweep(dataset, "handshake-cnn", "random_ratio", [0, 0.05, ...])``. Its point, that random
-background images make the background class "approximately complete", shows with ``others="background"``:
+to real background images) is ``setting_sweep(dataset, "handshake-cnn", "random_ratio", [0, 0.05, ...])``.
+Its point, that random background images make the background class "approximately complete", shows with
+``others="background"``:
 the flows of every class outside ``classes`` are never trained on but join each test set as background,
-and ``others_recall`` is the share of them the model indeed calls background.
+and ``others_recall`` is the share of them the model indeed calls background (``known_accuracy`` and
+``known_macro_f1``: the figures without them).
 
     OUT/sweep.json   protocol (dataset, classes, folds, settings, seed) and one point per value, written
                      after every value so an interrupted sweep keeps what it finished
-    OUT/sweep.png    accuracy, macro precision, macro recall, macro F1 (and others_recall) against the value
+    OUT/sweep.png    accuracy, macro precision, macro recall, macro F1 (with others: known_macro_f1 and
+                     others_recall) against the value
 
 Without folds a model trains on the train split (the val split steers it as in `train_run`) and is scored
 on the test split. With k folds, the flows of every split are pooled and cut into k stratified folds (a row
@@ -35,7 +38,8 @@ from etbert.models.registry import create_model, model_class
 
 SWEEP_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
-PLOTTED = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "others_recall")
+OTHERS = ("known_accuracy", "known_macro_f1", "others_recall")  # with others: closed-set figures, unseen flows
+PLOTTED = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "known_macro_f1", "others_recall")
 
 Partition = tuple[pa.Table, pa.Table | None, pa.Table]  # train, val, test
 
@@ -78,17 +82,22 @@ def setting_sweep(dataset: Path, model_name: str, setting: str, values: Sequence
             model = create_model(model_name, {**settings, setting: value})
             model.fit(train, val, seed=seed + index,
                       on_progress=lambda step, done, total: progress(f"{stage} {step}", done, total))
-            if extra is not None:
-                test = pa.concat_tables([test, extra])
-            predicted = model.predict(test)
-            score = classification_metrics(test.column("label").to_pylist(), predicted, model.classes_)
-            if extra is not None:
-                score["others_recall"] = float(np.mean(predicted[test.num_rows - extra.num_rows:] == others))
+            if extra is None:
+                scores.append(_score(model, test))
+                continue
+            score = _score(model, pa.concat_tables([test, extra]))
+            known_score = _score(model, test)  # the closed-set figures, as without others
+            score.update({f"known_{key}": known_score[key] for key in ("accuracy", "macro_f1")})
+            score["others_recall"] = float(np.mean(model.predict(extra) == others))
             scores.append(score)
         result["points"].append(_point(value, scores))
         write_json(output / SWEEP_FILE, result)
     plot_sweep(result, output / PLOT_FILE)
     return result
+
+
+def _score(model, test: pa.Table) -> dict:
+    return classification_metrics(test.column("label").to_pylist(), model.predict(test), model.classes_)
 
 
 def _known(flows: pa.Table, classes: Sequence[str] | None, dataset: Path) -> pa.ChunkedArray:
@@ -133,7 +142,7 @@ def _folds(flows: pa.Table, folds: int, seed: int) -> list[Partition]:
 def _point(value: Any, scores: list[dict]) -> dict:
     """Mean headline metrics over folds (one fold: its full metrics), their spread, and every fold's figures."""
     point = {"value": value}
-    headline = [key for key in (*HEADLINE, "others_recall") if key in scores[0]]
+    headline = [key for key in (*HEADLINE, *OTHERS) if key in scores[0]]
     for key in headline:
         figures = np.array([score[key] for score in scores])
         point[key] = float(figures.mean())
@@ -157,7 +166,8 @@ def plot_sweep(result: dict, path: Path) -> None:
         axes.errorbar(values, [point[key] for point in points], yerr=[point[f"{key}_std"] for point in points],
                       marker="o", capsize=3, label=key.replace("_", " "))
     folds = f", {result['folds']}-fold CV" if result["folds"] else ", test split"
-    axes.set_title(f"{result['model']} on {result['dataset']['name']}{folds}", fontsize=10)
+    others = f", other classes tested as {result['others']}" if result.get("others") else ""
+    axes.set_title(f"{result['model']} on {result['dataset']['name']}{folds}{others}", fontsize=10)
     axes.set_xlabel(result["setting"])
     axes.set_ylabel("score")
     axes.grid(alpha=0.3)

@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "knn": "etbert.models.classic:NearestNeighbours",
     "header-lightgbm": "etbert.models.classic:HeaderLightGBM",
     "lstm-attention": "etbert.models.lstm_attention:LSTMAttention",
+    "handshake-cnn": "etbert.models.handshake_cnn:HandshakeCNN",
 }
 
 
