@@ -23,6 +23,8 @@ MODELS: dict[str, str] = {
     "header-lightgbm": "etbert.models.classic:HeaderLightGBM",
     "lstm-attention": "etbert.models.lstm_attention:LSTMAttention",
     "handshake-cnn": "etbert.models.handshake_cnn:HandshakeCNN",
+    "etbert-flow": "etbert.models.etbert.model:EtbertFlow",
+    "etbert-packet": "etbert.models.etbert.model:EtbertPacket",
 }
 
 
