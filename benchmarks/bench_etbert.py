@@ -73,8 +73,10 @@ def random_inputs(batch: int, length: int, vocab: int):
     return ids, torch.ones_like(ids)
 
 
-def inference_rows(engine: str, size: str, seconds: float, sequences: tuple[int, ...], onnx_dir: str) -> list[dict]:
-    """Rows of flows/s (and batch-1 latency) for one engine: torch, torch-int8, onnx, onnx-int8."""
+def inference_rows(engine: str, size: str, seconds: float, sequences: tuple[int, ...], onnx_dir: str,
+                   device: str = "cpu") -> list[dict]:
+    """Rows of flows/s (and batch-1 latency) for one engine: torch, torch-int8, onnx, onnx-int8; on a GPU
+    torch and torch-bf16 (timed to the end of the GPU's work)."""
     import torch
 
     if engine.startswith("onnx"):
@@ -85,15 +87,20 @@ def inference_rows(engine: str, size: str, seconds: float, sequences: tuple[int,
         model = BertForSequenceClassification(bert_config(size, num_labels=CLASSES)).eval()
         if engine == "torch-int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        if engine == "torch-bf16":
+            model = model.to(torch.bfloat16)
+        model = model.to(device)
 
         def predict(ids, mask):
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask)
+            if device != "cpu":
+                torch.cuda.synchronize()
     vocab = bert_config(size).vocab_size
     rows = []
     for length in sequences:
         for batch in BATCHES:
-            ids, mask = random_inputs(batch, length, vocab)
+            ids, mask = (tensor.to(device) for tensor in random_inputs(batch, length, vocab))
             durations = measure(lambda: predict(ids, mask), seconds)
             median = statistics.median(durations)
             rows.append({"engine": engine, "seq": length, "batch": batch, "flows/s": batch / median,
@@ -134,30 +141,47 @@ def onnx_predictor(path: Path):
     return predict
 
 
-def training_rows(task: str, size: str, seconds: float, batch: int, length: int) -> list[dict]:
-    """Samples/s and tokens/s of AdamW steps: fine-tuning a classifier or pre-training (MLM + NSP)."""
+def training_rows(task: str, size: str, seconds: float, batch: int, length: int, device: str = "cpu") -> list[dict]:
+    """Samples/s and tokens/s of AdamW steps: fine-tuning a classifier, or pre-training as `etbert pretrain`
+    steps (MBM on 15% of the tokens, vocabulary projection on those only, + SBP), bf16 autocast on a GPU."""
     import torch
     from transformers import BertForPreTraining, BertForSequenceClassification
 
+    from etbert.models.etbert.pretrain import IGNORE, pretraining_losses
+    from etbert.models.etbert.training import autocast
+
+    target = torch.device(device)
     if task == "fine-tune":
         config = bert_config(size, num_labels=CLASSES)
-        model = BertForSequenceClassification(config)
-        ids, mask = random_inputs(batch, length, config.vocab_size)
-        labels = {"labels": torch.randint(0, CLASSES, (batch,))}
+        model = BertForSequenceClassification(config).to(target)
+        ids, mask = (tensor.to(target) for tensor in random_inputs(batch, length, config.vocab_size))
+        labels = torch.randint(0, CLASSES, (batch,), device=target)
+
+        def loss():
+            return model(input_ids=ids, attention_mask=mask, labels=labels).loss
     else:
         config = bert_config(size)
-        model = BertForPreTraining(config)
-        ids, mask = random_inputs(batch, length, config.vocab_size)
-        masked = torch.rand(batch, length) < 0.15
-        labels = {"labels": torch.where(masked, ids, torch.full_like(ids, -100)),
-                  "next_sentence_label": torch.randint(0, 2, (batch,))}
+        model = BertForPreTraining(config).to(target)
+        ids, mask = (tensor.to(target) for tensor in random_inputs(batch, length, config.vocab_size))
+        types = torch.zeros_like(ids)
+        masked = torch.rand(batch, length, device=target) < 0.15
+        mlm_labels = torch.where(masked, ids, torch.full_like(ids, IGNORE))
+        same_origin = torch.randint(0, 2, (batch,), device=target)
+
+        def loss():
+            losses = pretraining_losses(model, ids, types, mask, mlm_labels, same_origin)
+            return 0.1 * losses["mlm_loss"] + losses["sbp_loss"]
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
         optimizer.zero_grad()
-        model(input_ids=ids, attention_mask=mask, **labels).loss.backward()
+        with autocast(target):
+            value = loss()
+        value.backward()
         optimizer.step()
+        if target.type == "cuda":
+            torch.cuda.synchronize()
     rate = batch / statistics.median(measure(step, seconds, min_runs=2))
     return [{"task": task, "seq": length, "batch": batch, "samples/s": rate, "tokens/s": rate * length}]
 
@@ -170,7 +194,10 @@ def child(job: tuple, threads: int) -> tuple[list[dict], float]:
     torch.manual_seed(0)
     kind, *arguments = job
     run = {"inference": inference_rows, "export": export_onnx, "training": training_rows}[kind]
-    return run(*arguments), peak_rss_mb()
+    rows = run(*arguments)
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        return rows, torch.cuda.max_memory_allocated() / 2**20  # the GPU's peak, where the work ran
+    return rows, peak_rss_mb()
 
 
 def onnx_available() -> bool:
@@ -187,8 +214,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["tiny", "small", "base"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seqs", type=int, nargs="+", default=list(SEQUENCES), help="Inference sequence lengths.")
-    parser.add_argument("--engines", nargs="+", default=["torch", "torch-int8", "onnx", "onnx-int8"],
-                        choices=["torch", "torch-int8", "onnx", "onnx-int8"])
+    parser.add_argument("--engines", nargs="+", default=None,
+                        choices=["torch", "torch-int8", "onnx", "onnx-int8", "torch-bf16"],
+                        help="default: torch, torch-int8, onnx, onnx-int8 on the CPU; torch, torch-bf16 on a GPU")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda to time a GPU (memory is then its peak)")
     parser.add_argument("--no-training", action="store_true", help="Inference only.")
     parser.add_argument("--quick", action="store_true", help="Short timings (noisier), training batch 8.")
     args = parser.parse_args()
@@ -196,7 +225,8 @@ def main() -> None:
     from rich.table import Table
 
     seconds = 0.5 if args.quick else 3.0
-    engines = args.engines
+    engines = args.engines or (["torch", "torch-bf16"] if args.device != "cpu" else
+                               ["torch", "torch-int8", "onnx", "onnx-int8"])
     if not onnx_available() and any(engine.startswith("onnx") for engine in engines):
         engines = [engine for engine in engines if not engine.startswith("onnx")]
         print("onnxruntime/onnx not installed (pip install -e .[bench]): ONNX Runtime rows skipped")
@@ -204,20 +234,24 @@ def main() -> None:
     console = Console()
     load = os.getloadavg()[0]
     context = multiprocessing.get_context("spawn")
-    inference = Table(title=f"ET-BERT inference, {args.threads} threads, OMP_WAIT_POLICY "
+    where = f"device {args.device}" if args.device != "cpu" else f"{args.threads} threads"
+    memory = "peak GPU MB" if args.device != "cpu" else "peak RSS MB"
+    inference = Table(title=f"ET-BERT inference, {where}, OMP_WAIT_POLICY "
                             f"{os.environ['OMP_WAIT_POLICY']} (load average {load:.1f} at start)")
-    for column in ("size", "engine", "seq", "batch", "flows/s", "batch-1 ms median (best)", "peak RSS MB"):
+    for column in ("size", "engine", "seq", "batch", "flows/s", "batch-1 ms median (best)", memory):
         inference.add_column(column, justify="left" if column in ("size", "engine") else "right")
-    training = Table(title=f"ET-BERT training steps (AdamW), {args.threads} threads")
-    for column in ("size", "task", "seq", "batch", "samples/s", "tokens/s", "peak RSS MB"):
+    training = Table(title=f"ET-BERT training steps (AdamW), {where}")
+    for column in ("size", "task", "seq", "batch", "samples/s", "tokens/s", memory):
         training.add_column(column, justify="left" if column in ("size", "task") else "right")
     for size in args.sizes:
         onnx_dir = tempfile.TemporaryDirectory(prefix="bench-etbert-")
         jobs = [("export", size, onnx_dir.name)] if any(engine.startswith("onnx") for engine in engines) else []
-        jobs += [("inference", engine, size, seconds, tuple(args.seqs), onnx_dir.name) for engine in engines]
-        batch = 8 if args.quick or size == "base" else 32
+        jobs += [("inference", engine, size, seconds, tuple(args.seqs), onnx_dir.name, args.device)
+                 for engine in engines]
+        batch = 8 if args.quick or (size == "base" and args.device == "cpu") else 32
         if not args.no_training:
-            jobs += [("training", task, size, seconds, batch, TRAIN_SEQUENCE) for task in ("fine-tune", "pre-train")]
+            jobs += [("training", task, size, seconds, batch, TRAIN_SEQUENCE, args.device)
+                     for task in ("fine-tune", "pre-train")]
         for job in jobs:
             with context.Pool(1) as pool:
                 rows, peak = pool.apply(child, (job, args.threads))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import NoReturn
+import tomllib
+from pathlib import Path
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from etbert import __version__
 from etbert.lab.cli import app as lab_app
@@ -22,6 +26,31 @@ errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, howeve
 def fail(message: str) -> NoReturn:
     errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(2)
+
+
+def settings_from(config: Optional[Path], overrides: list[str]) -> dict:
+    """Model settings from a JSON/TOML file, then `--set key=value` pairs on top."""
+    settings: dict = {}
+    if config is not None:
+        try:
+            text = config.read_text()
+            settings = tomllib.loads(text) if config.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as error:
+            fail(f"cannot read settings from {config}: {error}")
+        if not isinstance(settings, dict):
+            fail(f"{config} must hold a table of settings")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--set expects key=value, not {item!r}")
+        settings[key.strip().replace("-", "_")] = value.strip()
+    return settings
+
+
+def step_progress() -> Progress:
+    """A transient bar on stderr for steps of known count (epochs, folds, batches)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=errors, transient=True)
 
 
 @app.command()

@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from etbert.cli.common import app, console, fail
-from etbert.cli.runs import _progress, _settings
+from etbert.cli.common import app, console, fail, settings_from, step_progress
 
 MODEL = "handshake-cnn"
 
@@ -37,8 +36,8 @@ def handshake_sweep(
         values = [float(ratio) for ratio in ratios.split(",")]
     except ValueError:
         fail(f"--ratios expects comma-separated numbers, not {ratios!r}")
-    settings = _settings(config, set_)
-    progress = _progress()
+    settings = settings_from(config, set_)
+    progress = step_progress()
     task = progress.add_task("sweep", total=None)
 
     def on_progress(stage: str, done: int, total: int | None) -> None:

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from etbert.cli.common import app, console, errors, fail
-
-
-def _settings(config: Optional[Path], overrides: list[str]) -> dict:
-    """Model settings from a JSON/TOML file, then `--set key=value` pairs on top."""
-    settings: dict = {}
-    if config is not None:
-        try:
-            text = config.read_text()
-            settings = tomllib.loads(text) if config.suffix == ".toml" else json.loads(text)
-        except (OSError, ValueError) as error:
-            fail(f"cannot read settings from {config}: {error}")
-        if not isinstance(settings, dict):
-            fail(f"{config} must hold a table of settings")
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--set expects key=value, not {item!r}")
-        settings[key.strip().replace("-", "_")] = value.strip()
-    return settings
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=errors, transient=True)
+from etbert.cli.common import app, console, errors, fail, settings_from, step_progress
 
 
 def _headline(metrics: dict, title: str) -> Table:
@@ -65,8 +39,8 @@ def train(
     from etbert.evaluation.train import train_run
     from etbert.models.base import ModelError
 
-    settings = _settings(config, set_)
-    progress = _progress()
+    settings = settings_from(config, set_)
+    progress = step_progress()
     tasks: dict[str, int] = {}
 
     def on_progress(stage: str, done: int, total: int | None) -> None:
@@ -180,7 +154,7 @@ def audit(
     from etbert.dataset.layout import DatasetError
     from etbert.evaluation.audit import audit_dataset
 
-    progress = _progress()
+    progress = step_progress()
     task = progress.add_task("audit", total=2)
     try:
         with progress:
