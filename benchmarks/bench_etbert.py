@@ -6,8 +6,9 @@ Models have random weights (speed does not depend on them) and the shapes of the
 etbert.models.etbert.pretrained (vocab of 65,541 bigram tokens, 512 positions, 12 classes). Measured:
 
 - inference, flows/s at batch 1 and 64 for sequences of 512 tokens (flow level) and 128 (packet level), in
-  PyTorch (eval, inference_mode) and ONNX Runtime (`pip install -e .[bench]`; skipped when not installed),
-  each also with dynamic int8 quantisation of the linear layers; plus the median batch-1 latency;
+  PyTorch (eval, inference_mode; fp32, bf16 autocast as etbert's `precision=auto` on bf16 hardware, and
+  dynamic int8 quantisation of the linear layers) and ONNX Runtime (fp32 and int8; `pip install -e .[bench]`,
+  skipped when not installed); plus the median batch-1 latency;
 - fine-tuning samples/s (BertForSequenceClassification, AdamW steps) and pre-training tokens/s
   (BertForPreTraining with MLM + NSP labels, AdamW steps);
 - the peak resident memory of each of these, each run in its own fresh process (the ONNX export too, so
@@ -87,12 +88,12 @@ def inference_rows(engine: str, size: str, seconds: float, sequences: tuple[int,
         model = BertForSequenceClassification(bert_config(size, num_labels=CLASSES)).eval()
         if engine == "torch-int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        if engine == "torch-bf16":
-            model = model.to(torch.bfloat16)
         model = model.to(device)
+        # torch-bf16: bf16 autocast over fp32 weights, what etbert's models do by default on hardware with bf16
+        precision = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=engine == "torch-bf16")
 
         def predict(ids, mask):
-            with torch.inference_mode():
+            with torch.inference_mode(), precision:
                 model(input_ids=ids, attention_mask=mask)
             if device != "cpu":
                 torch.cuda.synchronize()
@@ -143,7 +144,7 @@ def onnx_predictor(path: Path):
 
 def training_rows(task: str, size: str, seconds: float, batch: int, length: int, device: str = "cpu") -> list[dict]:
     """Samples/s and tokens/s of AdamW steps: fine-tuning a classifier, or pre-training as `etbert pretrain`
-    steps (MBM on 15% of the tokens, vocabulary projection on those only, + SBP), bf16 autocast on a GPU."""
+    steps (MBM on 15% of the tokens, vocabulary projection on those only, + SBP); precision as etbert's default."""
     import torch
     from transformers import BertForPreTraining, BertForSequenceClassification
 
@@ -216,7 +217,7 @@ def main() -> None:
     parser.add_argument("--seqs", type=int, nargs="+", default=list(SEQUENCES), help="Inference sequence lengths.")
     parser.add_argument("--engines", nargs="+", default=None,
                         choices=["torch", "torch-int8", "onnx", "onnx-int8", "torch-bf16"],
-                        help="default: torch, torch-int8, onnx, onnx-int8 on the CPU; torch, torch-bf16 on a GPU")
+                        help="default: all on the CPU; torch, torch-bf16 on a GPU")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to time a GPU (memory is then its peak)")
     parser.add_argument("--no-training", action="store_true", help="Inference only.")
     parser.add_argument("--quick", action="store_true", help="Short timings (noisier), training batch 8.")
@@ -226,7 +227,7 @@ def main() -> None:
 
     seconds = 0.5 if args.quick else 3.0
     engines = args.engines or (["torch", "torch-bf16"] if args.device != "cpu" else
-                               ["torch", "torch-int8", "onnx", "onnx-int8"])
+                               ["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"])
     if not onnx_available() and any(engine.startswith("onnx") for engine in engines):
         engines = [engine for engine in engines if not engine.startswith("onnx")]
         print("onnxruntime/onnx not installed (pip install -e .[bench]): ONNX Runtime rows skipped")

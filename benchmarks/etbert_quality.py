@@ -1,7 +1,7 @@
 """The ET-BERT quality bar: does pre-training help? etbert-flow fine-tuned from a pre-trained small model
 against the same model trained from scratch, on the bundled lab corpus.
 
-    .venv/bin/python benchmarks/etbert_quality.py [--work DIR] [--pretrain-steps 600] [--seeds 0 1 2 3 4]
+    .venv/bin/python benchmarks/etbert_quality.py [--work DIR] [--pretrain-steps 1000] [--seeds 0 1 2 3 4]
         [--no-payload-only] [--mlm-weight 1.0] [--epochs 10] [--seq-length 128] [--lr LR]
 
 1. prepares the lab corpus with the defaults (strict anonymisation, flow split) into WORK/dataset;
@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=REPO / "data" / "lab-default")
     parser.add_argument("--work", type=Path, default=Path("/tmp/etbert-quality"))
-    parser.add_argument("--pretrain-steps", type=int, default=600)
+    parser.add_argument("--pretrain-steps", type=int, default=1000)
     parser.add_argument("--seq-length", type=int, default=128, help="of pre-training and fine-tuning")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (both ways; default: "

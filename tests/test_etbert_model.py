@@ -46,6 +46,13 @@ def test_flow_model_from_scratch_beats_chance_and_round_trips(lab_tables, tmp_pa
     assert model.classes_ == CLASSES
     macro_f1 = f1_score(truth, model.predict(test), average="macro")
     assert macro_f1 > 0.5  # chance is 0.25 with four classes
+    # bf16 autocast (the default where the CPU multiplies bf16 natively) agrees with full precision
+    model.config.precision = "bf16"
+    half = model.predict_proba(test)
+    model.config.precision = "fp32"
+    full = model.predict_proba(test)
+    model.config.precision = "auto"
+    assert (half.argmax(axis=1) == full.argmax(axis=1)).mean() >= 0.95 and np.abs(half - full).max() < 0.05
     for sequence in model.flow_sequences(test):  # [CLS] + 5 packets x 25 tokens at most + [SEP]
         assert sequence[0] == 2 and sequence[-1] == 1 and len(sequence) <= 127
 
@@ -94,6 +101,8 @@ def test_bad_settings_are_one_clear_error(tmp_path):
         create_model("etbert-flow", {"size": "huge"})
     with pytest.raises(ModelError, match="seq_length"):
         create_model("etbert-packet", {"seq_length": 1024})
+    with pytest.raises(ModelError, match="precision"):
+        create_model("etbert-flow", {"precision": "fp8"})
     model = create_model("etbert-flow", {"pretrained": str(tmp_path)})
     table = pa.table({"label": ["a", "b"], "split": ["train"] * 2, "flow_id": ["1", "2"],
                       "pkt_bytes": [[b"\x45\x00"], [b"\x45\x01"]], "pkt_payload_offset": [[-1], [-1]]})

@@ -55,7 +55,9 @@ def pretrain(
     include_val: bool = typer.Option(False, help="Also pre-train on a dataset's validation split."),
     checkpoint_every: int = typer.Option(100, help="Steps between checkpoints."),
     seed: int = typer.Option(0, help="Seed of initialisation, data order and masking."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (mixed precision on a GPU)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast where the GPU or CPU does bf16 natively), fp32 "
+                                  "or bf16."),
     resume: bool = typer.Option(False, help="Continue the run in OUTPUT from its last checkpoint (its settings)."),
 ) -> None:
     """Pre-train ET-BERT: Masked BURST Model + Same-origin BURST Prediction over a corpus's bursts."""
@@ -68,7 +70,8 @@ def pretrain(
         settings = PretrainConfig(size=config, vocab=str(vocab or ""), seq_length=seq_length, batch_size=batch_size,
                                   lr=lr, max_steps=max_steps, mlm_weight=mlm_weight, sbp_weight=sbp_weight,
                                   checkpoint_every=checkpoint_every, seed=seed, payload_only=payload_only,
-                                  max_packet_bytes=packet_bytes, include_val=include_val)
+                                  max_packet_bytes=packet_bytes, include_val=include_val,
+                                  precision=precision)
     except ValueError as error:
         fail(str(error))
     progress = Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),

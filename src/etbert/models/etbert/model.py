@@ -33,7 +33,8 @@ from etbert.models.base import FlowModel, ModelError
 from etbert.models.etbert.pretrained import (MAX_POSITIONS, SIZES, PretrainedError, bert_config, load_pretrained_model,
                                              save_pretrained_model)
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions, packet_view
-from etbert.models.etbert.training import DEVICES, adamw, autocast, grad_scaler, resolve_device, warmup_linear
+from etbert.models.etbert.training import (DEVICES, PRECISIONS, adamw, autocast, grad_scaler, resolve_device,
+                                          warmup_linear)
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer
 
 PREDICT_BATCH = 64
@@ -53,8 +54,11 @@ class EtbertFlowConfig:
     payload_only: bool | None = None  # None: as the pre-trained model was (headers kept from scratch)
     size: str = "small"  # tiny, small or base; from scratch only
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast where the GPU or CPU does bf16 natively; fp32; bf16
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {', '.join(SIZES)}")
         if self.device not in DEVICES:
@@ -134,7 +138,7 @@ class _EtbertClassifier(FlowModel):
         lr = config.lr if config.lr is not None else LR_BASE if self.network.config.hidden_size >= 768 else LR_SMALLER
         optimizer = adamw(self.network, lr)
         scheduler = warmup_linear(optimizer, config.epochs * batches, 0.1)
-        scaler = grad_scaler(self.device)
+        scaler = grad_scaler(self.device, config.precision)
         best_score, best_state = -1.0, None
         for epoch in range(config.epochs):
             self.network.train()
@@ -142,7 +146,7 @@ class _EtbertClassifier(FlowModel):
             for b in range(batches):
                 rows = order[b * config.batch_size:(b + 1) * config.batch_size]
                 input_ids, attention = _padded([sequences[i] for i in rows], self.tokenizer.pad_token_id)
-                with autocast(self.device):
+                with autocast(self.device, self.config.precision):
                     logits = self.network(input_ids=input_ids.to(self.device),
                                           attention_mask=attention.to(self.device)).logits
                 loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(y[rows]).to(self.device))
@@ -173,7 +177,7 @@ class _EtbertClassifier(FlowModel):
             for start in range(0, len(order), PREDICT_BATCH):
                 rows = order[start:start + PREDICT_BATCH]
                 input_ids, attention = _padded([sequences[i] for i in rows], self.tokenizer.pad_token_id)
-                with autocast(self.device):
+                with autocast(self.device, self.config.precision):
                     logits = self.network(input_ids=input_ids.to(self.device),
                                           attention_mask=attention.to(self.device)).logits
                 out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -36,7 +36,8 @@ from etbert.models.etbert.bursts import EpochPairs, corpus_halves, epoch_pairs
 from etbert.models.etbert.corpus import read_corpus
 from etbert.models.etbert.pretrained import OPTIONS_FILE, SIZES, bert_config, save_pretrained_model
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions
-from etbert.models.etbert.training import adamw, autocast, grad_scaler, resolve_device, warmup_linear
+from etbert.models.etbert.training import (PRECISIONS, adamw, amp_dtype, autocast, grad_scaler, resolve_device,
+                                          warmup_linear)
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer, read_vocab
 
 CHECKPOINTS = "checkpoints"
@@ -63,8 +64,11 @@ class PretrainConfig:
     payload_only: bool = False
     max_packet_bytes: int = 128
     include_val: bool = False  # also pre-train on a dataset's validation split
+    precision: str = "auto"  # auto: bf16 autocast where the GPU or CPU does bf16 natively; fp32; bf16
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.size not in SIZES:
             raise ValueError(f"unknown model size {self.size!r}; choose one of {', '.join(SIZES)}")
         if not 8 <= self.seq_length <= 512:
@@ -113,7 +117,7 @@ def pretrain(corpus: list[Path], output: Path, config: PretrainConfig, *, device
     model = BertForPreTraining(bert_config(config.size, tokenizer)).to(target)
     optimizer = adamw(model, config.lr, config.weight_decay)
     scheduler = warmup_linear(optimizer, config.max_steps, config.warmup)
-    scaler = grad_scaler(target)
+    scaler = grad_scaler(target, config.precision)
     step = 0
     if checkpoint:
         step = _restore(checkpoint, model, optimizer, scheduler, scaler, target)
@@ -121,7 +125,8 @@ def pretrain(corpus: list[Path], output: Path, config: PretrainConfig, *, device
     output.mkdir(parents=True, exist_ok=True)
     log = _Log(output / LOG_FILE)
     log.line(f"{'resume at step ' + str(step) if checkpoint else 'start'}: {len(halves)} bursts, "
-             f"{batches.per_epoch} batches an epoch, device {target}, config {json.dumps(dataclasses.asdict(config))}")
+             f"{batches.per_epoch} batches an epoch, device {target}, autocast {amp_dtype(target, config.precision)}, "
+             f"config {json.dumps(dataclasses.asdict(config))}")
 
     model.train()
     while step < config.max_steps:
@@ -129,7 +134,7 @@ def pretrain(corpus: list[Path], output: Path, config: PretrainConfig, *, device
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         input_ids, mlm_labels = mask_tokens(input_ids, batches.special, batches.ordinary, config.mask_fraction,
                                             tokenizer.mask_token_id, generator)
-        with autocast(target):
+        with autocast(target, config.precision):
             losses = pretraining_losses(model, input_ids.to(target), token_types.to(target), attention.to(target),
                                         mlm_labels.to(target), same_origin.to(target))
         loss = config.mlm_weight * losses["mlm_loss"] + config.sbp_weight * losses["sbp_loss"]
