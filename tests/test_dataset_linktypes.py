@@ -7,8 +7,10 @@ from pathlib import Path
 import dpkt
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, Dot1Q, Ether, Loopback
 from scapy.utils import PcapNgWriter, wrpcap
+from test_packets_linktypes import ENCAPSULATIONS
 
 from etbert.dataset.layout import read_flows
 from etbert.dataset.prepare import PrepareConfig, prepare
@@ -72,6 +74,57 @@ def test_every_link_type_yields_identical_flows(tmp_path):
     assert reference[0]["fwd_packets"] == 3 and reference[0]["bwd_packets"] == 2
     for name in ("vlan.pcap", "sll.pcap", "null.pcap", "raw.pcap", "ethernet.pcapng"):
         assert flows_of(folder / name, tmp_path / name) == reference, name
+
+
+def dual_stack_packets(fill: int) -> list[tuple[float, int, bytes]]:
+    """(time, ethertype, IP packet): a TCP and a UDP flow over each IP version, payload bytes ``fill``
+    (captures of different fills hold no duplicate flows)."""
+    payload = bytes([fill]) * 300
+    packets = []
+    for start, layer, ethertype, a, b in ((1.0, IP, 0x0800, "10.1.1.1", "10.2.2.2"),
+                                          (3.0, IPv6, 0x86DD, "2001:db8::1", "2001:db8::2")):  # fmt: skip
+        packets += [
+            (start, ethertype, layer(src=a, dst=b) / TCP(sport=5555, dport=443, flags="S")),
+            (start + 0.01, ethertype, layer(src=b, dst=a) / TCP(sport=443, dport=5555, flags="SA")),
+            (start + 0.02, ethertype, layer(src=a, dst=b) / TCP(sport=5555, dport=443, flags="PA") / payload),
+            (start + 0.03, ethertype, layer(src=b, dst=a) / TCP(sport=443, dport=5555, flags="PA") / payload[:90]),
+            (start + 0.04, ethertype, layer(src=a, dst=b) / UDP(sport=999, dport=53) / payload[:40]),
+        ]
+    return [(t, ethertype, bytes(packet)) for t, ethertype, packet in packets]
+
+
+def write_pcap(path: Path, linktype: int, frames: list[tuple[float, bytes]]) -> None:
+    with open(path, "wb") as handle:
+        writer = dpkt.pcap.Writer(handle, linktype=linktype)
+        for t, frame in frames:
+            writer.writepkt(frame, t)
+
+
+def test_variable_link_headers_yield_the_flows_of_ethernet(tmp_path):
+    """PPP, Cisco HDLC, 802.11 (radiotap), NFLOG and pflog captures in one folder, each against the same
+    packets over Ethernet: same 5-tuples, lengths, payload offsets, bytes from the IP header on."""
+    folders = {"ethernet": tmp_path / "ethernet", "linked": tmp_path / "linked"}
+    for folder in folders.values():
+        folder.mkdir()
+    for fill, (name, linktype, wrap) in enumerate(ENCAPSULATIONS):
+        packets = dual_stack_packets(fill)
+        write_pcap(folders["linked"] / f"{name}.pcap", linktype, [(t, wrap(e, p)[0]) for t, e, p in packets])
+        write_pcap(folders["ethernet"] / f"{name}.pcap", 1, [(t, bytes(Ether(type=e)) + p) for t, e, p in packets])
+    flows = {}
+    for kind, folder in folders.items():
+        manifest = prepare(folder, tmp_path / f"{kind}-dataset", PrepareConfig(anonymize="none"))
+        assert not manifest["problems"]
+        rows = read_flows(tmp_path / f"{kind}-dataset").to_pylist()
+        flows[kind] = sorted(rows, key=lambda f: (f["capture"], f["flow_index"]))
+    assert {(f["capture"], f["linktype"]) for f in flows["linked"]} == {(f"{n}.pcap", t) for n, t, _ in ENCAPSULATIONS}
+    for row in flows["linked"] + flows["ethernet"]:
+        for column in ("linktype", "flow_id", "split"):
+            row.pop(column)
+    assert len(flows["ethernet"]) == 4 * len(ENCAPSULATIONS)
+    assert flows["linked"] == flows["ethernet"]
+    reference = flows["ethernet"]
+    assert {(f["ip_version"], f["protocol"]) for f in reference} == {(4, 6), (4, 17), (6, 6), (6, 17)}
+    assert all(f["pkt_bytes"][0][:1] in (b"\x45", b"\x60") for f in reference)
 
 
 @pytest.mark.parametrize("policy", ["seed-004", "strict"])

@@ -159,7 +159,7 @@ def test_null_and_loop_families_in_both_byte_orders(linktype, order):
 
 
 def test_unknown_linktype():
-    assert decode_one(105, IP(**V4) / SYN) == expect(Status.UNKNOWN_LINKTYPE)  # 802.11
+    assert decode_one(147, IP(**V4) / SYN) == expect(Status.UNKNOWN_LINKTYPE)  # reserved for private use
 
 
 @pytest.mark.parametrize("frame", [Ether(**MAC) / ARP(), Ether(type=0x88CC, **MAC) / Raw(b"\0" * 30)], ids=["arp", "lldp"])

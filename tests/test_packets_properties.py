@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from test_packets_linktypes import ENCAPSULATIONS
 
 from etbert.capture.frames import FrameBatch
 from etbert.packets.batch import PacketBatch, Status
@@ -50,7 +51,14 @@ def link_header(linktype: int, ethertype: int, variant: int) -> bytes:
     return b""
 
 
-LINKTYPES = sorted(linktypes.SUPPORTED) + [105, 147]
+def link_frame(linktype: int, ethertype: int, packet: bytes, variant: int) -> bytes:
+    wraps = [wrap for _, encapsulated, wrap in ENCAPSULATIONS if encapsulated == linktype]
+    if wraps:  # variable link headers (PPP, 802.11, NFLOG, pflog), some with a trailer
+        return wraps[variant % len(wraps)](ethertype, packet)[0]
+    return link_header(linktype, ethertype, variant) + packet
+
+
+LINKTYPES = sorted(linktypes.SUPPORTED) + [147]
 
 
 @st.composite
@@ -60,7 +68,7 @@ def frames(draw):
         frame = bytearray(draw(st.binary(max_size=120)))
     else:
         ethertype, packet = draw(st.sampled_from(NETWORK))
-        frame = bytearray(link_header(linktype, ethertype, draw(st.integers(0, 5))) + packet)
+        frame = bytearray(link_frame(linktype, ethertype, packet, draw(st.integers(0, 5))))
         for _ in range(draw(st.integers(0, 3))):
             frame[draw(st.integers(0, len(frame) - 1))] = draw(st.integers(0, 255))
         if draw(st.booleans()):
