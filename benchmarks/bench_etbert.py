@@ -149,7 +149,7 @@ def training_rows(task: str, size: str, seconds: float, batch: int, length: int,
     from transformers import BertForPreTraining, BertForSequenceClassification
 
     from etbert.models.etbert.pretrain import IGNORE, pretraining_losses
-    from etbert.models.etbert.training import autocast
+    from etbert.models.devices import autocast
 
     target = torch.device(device)
     if task == "fine-tune":

@@ -40,6 +40,7 @@ from torch import nn
 
 from etbert.features.session_image import COLUMNS, IMAGE_SIDE, session_images
 from etbert.models.base import FlowModel, ModelError
+from etbert.models.devices import DEVICES, resolve_device
 
 WEIGHTS_FILE = "weights.safetensors"
 TRAINING_FILE = "training.json"
@@ -65,8 +66,8 @@ class HandshakeCNNConfig:
             raise ValueError("learning_rate must be positive and dropout in [0, 1)")
         if self.random_ratio < 0:
             raise ValueError(f"random_ratio must be 0 or more, not {self.random_ratio}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
 
 
 def random_sample_count(background_flows: int, ratio: float) -> int:
@@ -186,11 +187,10 @@ class HandshakeCNN(FlowModel):
         self.training_ = json.loads(training.read_text()) if training.exists() else {}
 
     def _device(self) -> torch.device:
-        if self.config.device == "cuda" and not torch.cuda.is_available():
-            raise ModelError("device cuda asked for, but PyTorch sees no CUDA device; use device=cpu or auto")
-        if self.config.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.config.device)
+        try:
+            return resolve_device(self.config.device)
+        except ValueError as error:
+            raise ModelError(f"{error}; use device=cpu or auto") from error
 
 
 def image_batch(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from etbert.features.byte_matrix import PAD, VOCABULARY, byte_matrix
 from etbert.models.base import FlowModel, ModelError, ProgressCallback
+from etbert.models.devices import DEVICES, resolve_device
 
 WEIGHTS_FILE = "model.safetensors"
 LM_LAYERS = 2
@@ -53,8 +54,8 @@ class LSTMAttentionConfig:
         small = [name for name in sizes if getattr(self, name) < 1]
         if small:
             raise ValueError(f"{', '.join(small)} must be at least 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
 
 
 class ByteLanguageModel(nn.Module):
@@ -242,8 +243,7 @@ def _batches(count: int, size: int, shuffle: bool):
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device cuda asked for, but PyTorch sees no CUDA device")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        raise ModelError(str(error)) from error

@@ -33,8 +33,8 @@ from etbert.models.base import FlowModel, ModelError
 from etbert.models.etbert.pretrained import (MAX_POSITIONS, SIZES, PretrainedError, bert_config, load_pretrained_model,
                                              save_pretrained_model)
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions, packet_view
-from etbert.models.etbert.training import (DEVICES, PRECISIONS, adamw, autocast, grad_scaler, resolve_device,
-                                          warmup_linear)
+from etbert.models.devices import DEVICES, PRECISIONS, autocast, grad_scaler, resolve_device
+from etbert.models.etbert.training import adamw, warmup_linear
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer
 
 PREDICT_BATCH = 64

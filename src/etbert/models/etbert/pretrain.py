@@ -36,8 +36,8 @@ from etbert.models.etbert.bursts import EpochPairs, corpus_halves, epoch_pairs
 from etbert.models.etbert.corpus import read_corpus
 from etbert.models.etbert.pretrained import OPTIONS_FILE, SIZES, bert_config, save_pretrained_model
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions
-from etbert.models.etbert.training import (PRECISIONS, adamw, amp_dtype, autocast, grad_scaler, resolve_device,
-                                          warmup_linear)
+from etbert.models.devices import PRECISIONS, amp_dtype, autocast, grad_scaler, resolve_device
+from etbert.models.etbert.training import adamw, warmup_linear
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer, read_vocab
 
 CHECKPOINTS = "checkpoints"
