@@ -57,20 +57,21 @@ def prediction_speed(model: FlowModel, flows: pa.Table, repeat: int) -> dict:
             "flows_per_s": THROUGHPUT_BATCH / statistics.median(throughput)}
 
 
-def bench_handshake_cnn(train: pa.Table, test: pa.Table, device: str, repeat: int) -> dict:
+def bench_handshake_cnn(train: pa.Table, test: pa.Table, device: str, repeat: int, precision: str) -> dict:
     """handshake-cnn end to end, and its network alone on ready images (what the paper's 0.1 ms counts)."""
     import torch
 
+    from etbert.models.devices import autocast
     from etbert.models.handshake_cnn import image_batch
 
-    model = create_model("handshake-cnn", {"epochs": 1, "device": device}).fit(train, seed=0)
+    model = create_model("handshake-cnn", {"epochs": 1, "device": device, "precision": precision}).fit(train, seed=0)
     figures = prediction_speed(model, test, repeat)
     network = model.network_
     images = model.images(tile(test, THROUGHPUT_BATCH), np.random.default_rng(0))
     device_of = next(network.parameters()).device
 
     def forward(batch: np.ndarray) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device_of, precision):
             network(image_batch(batch, device_of)).cpu()
 
     figures["network_latency_ms"] = 1e3 * statistics.median(timed_calls(lambda: forward(images[:1]), repeat))
@@ -82,7 +83,7 @@ def bench_handshake_cnn(train: pa.Table, test: pa.Table, device: str, repeat: in
     return figures
 
 
-def bench_lstm_attention(train: pa.Table, test: pa.Table, device: str, repeat: int) -> dict:
+def bench_lstm_attention(train: pa.Table, test: pa.Table, device: str, repeat: int, precision: str) -> dict:
     """lstm-attention (defaults: N=6, M=128) end to end, and its contextual byte embedding (the LM) alone.
 
     Trained on every eighth training flow for one LM and one classifier epoch: the speed is the same.
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="handshake-cnn's precision setting (lstm-attention runs in fp32: its LSTMs gain nothing)")
     args = parser.parse_args()
     unknown = sorted(set(args.models) - set(BENCHMARKS))
     if unknown:
@@ -132,7 +135,7 @@ def main() -> None:
         prepare(LAB_CORPUS, Path(tmp) / "lab", PrepareConfig())
         train, test = (read_flows(Path(tmp) / "lab", split=split) for split in ("train", "test"))
     for name in args.models or sorted(BENCHMARKS):
-        figures = BENCHMARKS[name](train, test, args.device, args.repeat)
+        figures = BENCHMARKS[name](train, test, args.device, args.repeat, args.precision)
         print(f"\n{name}")
         for key, value in figures.items():
             print(f"  {key:22} {value:12,.3f}" if isinstance(value, float) else f"  {key:22} {value:>12}")

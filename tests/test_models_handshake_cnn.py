@@ -158,12 +158,21 @@ def test_beats_the_majority_class_on_real_flows_and_round_trips(lab_tables, tmp_
     assert loaded.classes_ == model.classes_ and loaded.config == model.config
     np.testing.assert_allclose(loaded.predict_proba(test), probabilities, rtol=1e-5, atol=1e-6)
 
+    # bf16 autocast (the default where the CPU multiplies bf16 natively) agrees with full precision
+    model.config.precision = "bf16"
+    half = model.predict_proba(test)
+    model.config.precision = "fp32"
+    full = model.predict_proba(test)
+    assert (half.argmax(axis=1) == full.argmax(axis=1)).mean() >= 0.95 and np.abs(half - full).max() < 0.05
+
 
 def test_settings_are_checked():
     with pytest.raises(ModelError, match="device"):
         create_model("handshake-cnn", {"device": "tpu"})
     with pytest.raises(ModelError, match="random_ratio"):
         create_model("handshake-cnn", {"random_ratio": "-0.1"})
+    with pytest.raises(ModelError, match="precision"):
+        create_model("handshake-cnn", {"precision": "int4"})
     assert create_model("handshake-cnn").config.random_ratio == pytest.approx(1 / 9)
 
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from etbert.features.session_image import COLUMNS, IMAGE_SIDE, session_images
 from etbert.models.base import FlowModel, ModelError
-from etbert.models.devices import DEVICES, resolve_device
+from etbert.models.devices import DEVICES, PRECISIONS, autocast, grad_scaler, resolve_device
 
 WEIGHTS_FILE = "weights.safetensors"
 TRAINING_FILE = "training.json"
@@ -58,6 +58,7 @@ class HandshakeCNNConfig:
     random_ratio: float = 1 / 9  # random images per real background flow; 0: none
     randomize_identity: bool = True  # replace IP addresses, IP ID and ports by random bytes (seed-004)
     device: str = "auto"  # auto (cuda when available), cpu, cuda
+    precision: str = "auto"  # auto: bf16 autocast where the GPU or CPU does bf16 natively; fp32; bf16
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -68,6 +69,8 @@ class HandshakeCNNConfig:
             raise ValueError(f"random_ratio must be 0 or more, not {self.random_ratio}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
 def random_sample_count(background_flows: int, ratio: float) -> int:
@@ -122,6 +125,7 @@ class HandshakeCNN(FlowModel):
                       if self.config.background_class in self.classes_ and self.config.random_ratio > 0 else None)
         network = build_network(len(self.classes_), self.config.dropout).to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.config.learning_rate)
+        scaler = grad_scaler(device, self.config.precision)
         loss_function = torch.nn.CrossEntropyLoss()
         best_loss, best_state, best_epoch, history = float("inf"), None, self.config.epochs, []
         for epoch in range(self.config.epochs):
@@ -134,10 +138,12 @@ class HandshakeCNN(FlowModel):
             for start in range(0, len(order), self.config.batch_size):
                 batch = order[start:start + self.config.batch_size]
                 optimizer.zero_grad()
-                loss = loss_function(network(image_batch(images[batch], device)),
-                                     torch.as_tensor(labels[batch], device=device))
-                loss.backward()
-                optimizer.step()
+                with autocast(device, self.config.precision):
+                    logits = network(image_batch(images[batch], device))
+                loss = loss_function(logits.float(), torch.as_tensor(labels[batch], device=device))
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 total += loss.item() * len(batch)
                 on_progress(stage, min(start + len(batch), len(order)), len(order))
             record = {"epoch": epoch + 1, "train_loss": total / len(order), "random_images": len(labels) - len(y)}
@@ -161,10 +167,10 @@ class HandshakeCNN(FlowModel):
         device = next(self.network_.parameters()).device
         self.network_.eval()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, self.config.precision):
             for start in range(0, len(images), PREDICT_BATCH):
                 logits = self.network_(image_batch(images[start:start + PREDICT_BATCH], device))
-                out.append(torch.softmax(logits, dim=1).cpu().numpy())
+                out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(out)
 
     def _save_state(self, directory: Path) -> None:
