@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -11,7 +12,7 @@ from etbert.cli import app
 from etbert.evaluation.runs import open_run
 
 runner = CliRunner()
-DATA = "data/lab-default"
+DATA = Path(__file__).resolve().parents[1] / "data" / "lab-default"
 
 
 def invoke(*arguments: str):
@@ -46,7 +47,7 @@ def test_pretrain_train_evaluate_predict_compare(lab_dataset, tmp_path):
     assert "packet_level" in packet_metrics  # packet-level metrics beside the flow-level ones
 
     predictions = tmp_path / "predictions.jsonl"
-    invoke("predict", str(flow_run), f"{DATA}/ssh", "-o", str(predictions))
+    invoke("predict", str(flow_run), str(DATA / "ssh"), "-o", str(predictions))
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert rows and all(row["predicted"] == row["top3"][0][0] for row in rows)
     assert {row["predicted"] for row in rows} <= set(info["classes"])

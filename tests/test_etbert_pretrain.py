@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,13 +11,14 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from etbert.cli import app
-from etbert.models.etbert.corpus import read_corpus
+from etbert.models.etbert.corpus import CORPUS_COLUMNS, CorpusError, read_corpus
 from etbert.models.etbert.pretrain import IGNORE, PretrainConfig, PretrainError, latest_checkpoint, mask_tokens, pretrain
 from etbert.models.etbert.pretrained import load_pretrained_model
 from etbert.models.etbert.tokens import TokenOptions, corpus_texts
 from etbert.models.etbert.vocab import SPECIAL_TOKENS, read_vocab, train_vocab, write_vocab
 
 runner = CliRunner()
+LAB_CORPUS = Path(__file__).resolve().parents[1] / "data" / "lab-default"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,20 @@ def tiny(vocab, **settings) -> PretrainConfig:
 def test_corpus_of_a_dataset_is_its_training_split(lab_dataset, lab_tables):
     assert read_corpus([lab_dataset]).num_rows == lab_tables["train"].num_rows
     assert read_corpus([lab_dataset], include_val=True).num_rows == lab_tables["train"].num_rows + lab_tables["val"].num_rows
+
+
+def test_captures_are_a_corpus_of_all_their_flows(lab_dataset, lab_tables, tmp_path):
+    ssh = read_corpus([LAB_CORPUS / "ssh"])  # a folder of captures: prepared on the fly, every flow
+    one = read_corpus([LAB_CORPUS / "ssh" / "ssh-1.pcap"])
+    assert 0 < one.num_rows < ssh.num_rows
+    assert set(ssh.column_names) == set(CORPUS_COLUMNS)
+    both = read_corpus([lab_dataset, LAB_CORPUS / "ssh" / "ssh-1.pcap"])  # datasets and captures mix
+    assert both.num_rows == lab_tables["train"].num_rows + one.num_rows
+    with pytest.raises(CorpusError, match="does not exist"):
+        read_corpus([tmp_path / "missing"])
+    (tmp_path / "notes.txt").write_text("not a capture")
+    with pytest.raises(CorpusError):
+        read_corpus([tmp_path])
 
 
 def test_masking_picks_fifteen_percent_of_ordinary_tokens_80_10_10():
