@@ -23,6 +23,14 @@ def resolve_device(name: str) -> torch.device:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def check_settings(device: str, precision: str = "auto") -> None:
+    """A model's or run's device and precision settings: ValueError naming the bad one."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as oneDNN sees it."""
     try:

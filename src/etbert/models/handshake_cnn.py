@@ -40,7 +40,7 @@ from torch import nn
 
 from etbert.features.session_image import COLUMNS, IMAGE_SIDE, session_images
 from etbert.models.base import FlowModel, ModelError
-from etbert.models.devices import DEVICES, PRECISIONS, autocast, grad_scaler, resolve_device
+from etbert.models.devices import autocast, check_settings, grad_scaler, resolve_device
 
 WEIGHTS_FILE = "weights.safetensors"
 TRAINING_FILE = "training.json"
@@ -67,10 +67,7 @@ class HandshakeCNNConfig:
             raise ValueError("learning_rate must be positive and dropout in [0, 1)")
         if self.random_ratio < 0:
             raise ValueError(f"random_ratio must be 0 or more, not {self.random_ratio}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        check_settings(self.device, self.precision)
 
 
 def random_sample_count(background_flows: int, ratio: float) -> int:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from etbert.features.byte_matrix import PAD, VOCABULARY, byte_matrix
 from etbert.models.base import FlowModel, ModelError, ProgressCallback
-from etbert.models.devices import DEVICES, resolve_device
+from etbert.models.devices import check_settings, resolve_device
 
 WEIGHTS_FILE = "model.safetensors"
 LM_LAYERS = 2
@@ -54,8 +54,7 @@ class LSTMAttentionConfig:
         small = [name for name in sizes if getattr(self, name) < 1]
         if small:
             raise ValueError(f"{', '.join(small)} must be at least 1")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        check_settings(self.device)
 
 
 class ByteLanguageModel(nn.Module):

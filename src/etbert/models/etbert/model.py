@@ -33,7 +33,7 @@ from etbert.models.base import FlowModel, ModelError
 from etbert.models.etbert.pretrained import (MAX_POSITIONS, SIZES, PretrainedError, bert_config, load_pretrained_model,
                                              save_pretrained_model)
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions, packet_view
-from etbert.models.devices import DEVICES, PRECISIONS, autocast, grad_scaler, resolve_device
+from etbert.models.devices import autocast, check_settings, grad_scaler, resolve_device
 from etbert.models.etbert.training import adamw, warmup_linear
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer
 
@@ -57,12 +57,9 @@ class EtbertFlowConfig:
     precision: str = "auto"  # auto: bf16 autocast where the GPU or CPU does bf16 natively; fp32; bf16
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        check_settings(self.device, self.precision)
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {', '.join(SIZES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}")
         if not 3 <= self.seq_length <= MAX_POSITIONS:
             raise ValueError(f"seq_length must be between 3 and {MAX_POSITIONS}")
         if min(self.epochs, self.batch_size, self.packets) < 1:

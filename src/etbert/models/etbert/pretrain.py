@@ -36,7 +36,7 @@ from etbert.models.etbert.bursts import EpochPairs, corpus_halves, epoch_pairs
 from etbert.models.etbert.corpus import read_corpus
 from etbert.models.etbert.pretrained import OPTIONS_FILE, SIZES, bert_config, save_pretrained_model
 from etbert.models.etbert.tokens import BigramEncoder, TokenOptions
-from etbert.models.devices import PRECISIONS, amp_dtype, autocast, grad_scaler, resolve_device
+from etbert.models.devices import amp_dtype, autocast, check_settings, grad_scaler, resolve_device
 from etbert.models.etbert.training import adamw, warmup_linear
 from etbert.models.etbert.vocab import bigram_vocab, make_tokenizer, read_vocab
 
@@ -67,8 +67,7 @@ class PretrainConfig:
     precision: str = "auto"  # auto: bf16 autocast where the GPU or CPU does bf16 natively; fp32; bf16
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        check_settings("auto", self.precision)  # the device is pretrain()'s argument
         if self.size not in SIZES:
             raise ValueError(f"unknown model size {self.size!r}; choose one of {', '.join(SIZES)}")
         if not 8 <= self.seq_length <= 512:
