@@ -142,9 +142,10 @@ def onnx_predictor(path: Path):
     return predict
 
 
-def training_rows(task: str, size: str, seconds: float, batch: int, length: int, device: str = "cpu") -> list[dict]:
+def training_rows(task: str, size: str, seconds: float, batch: int, length: int, device: str = "cpu",
+                  precision: str = "auto") -> list[dict]:
     """Samples/s and tokens/s of AdamW steps: fine-tuning a classifier, or pre-training as `etbert pretrain`
-    steps (MBM on 15% of the tokens, vocabulary projection on those only, + SBP); precision as etbert's default."""
+    steps (MBM on 15% of the tokens, vocabulary projection on those only, + SBP); ``precision`` as etbert's setting."""
     import torch
     from transformers import BertForPreTraining, BertForSequenceClassification
 
@@ -177,7 +178,7 @@ def training_rows(task: str, size: str, seconds: float, batch: int, length: int,
 
     def step():
         optimizer.zero_grad()
-        with autocast(target):
+        with autocast(target, precision):
             value = loss()
         value.backward()
         optimizer.step()
@@ -220,6 +221,8 @@ def main() -> None:
                         help="default: all on the CPU; torch, torch-bf16 on a GPU")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to time a GPU (memory is then its peak)")
     parser.add_argument("--no-training", action="store_true", help="Inference only.")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="of the training steps (etbert's setting; auto: bf16 where the hardware has it)")
     parser.add_argument("--quick", action="store_true", help="Short timings (noisier), training batch 8.")
     args = parser.parse_args()
     from rich.console import Console
@@ -241,7 +244,7 @@ def main() -> None:
                             f"{os.environ['OMP_WAIT_POLICY']} (load average {load:.1f} at start)")
     for column in ("size", "engine", "seq", "batch", "flows/s", "batch-1 ms median (best)", memory):
         inference.add_column(column, justify="left" if column in ("size", "engine") else "right")
-    training = Table(title=f"ET-BERT training steps (AdamW), {where}")
+    training = Table(title=f"ET-BERT training steps (AdamW), {where}, precision {args.precision}")
     for column in ("size", "task", "seq", "batch", "samples/s", "tokens/s", memory):
         training.add_column(column, justify="left" if column in ("size", "task") else "right")
     for size in args.sizes:
@@ -251,7 +254,7 @@ def main() -> None:
                  for engine in engines]
         batch = 8 if args.quick or (size == "base" and args.device == "cpu") else 32
         if not args.no_training:
-            jobs += [("training", task, size, seconds, batch, TRAIN_SEQUENCE, args.device)
+            jobs += [("training", task, size, seconds, batch, TRAIN_SEQUENCE, args.device, args.precision)
                      for task in ("fine-tune", "pre-train")]
         for job in jobs:
             with context.Pool(1) as pool:
