@@ -235,3 +235,17 @@ def test_idle_flows_leave_memory_while_the_capture_goes_on():
         assert meter.active_flows <= 50
     assert finished == 50  # all expired by the packet at t=500
     assert meter.active_flows == 1
+
+
+def test_a_long_flow_survives_thousands_of_short_flows_ending_around_it():
+    # Short flows end and leave by the thousand (the meter's key table is compacted on the way, a
+    # source of bugs); the long flow must stay one flow, and a short flow's 5-tuple seen again after
+    # it ended must start a new flow.
+    long_flow = [udp_packet(i * 0.5, C, S, 5000, 443) for i in range(41)]
+    short = [udp_packet(i * 0.002, C, S, 10000 + i % 6000, 53) for i in range(9000)]  # 3000 tuples twice
+    packets = sorted(long_flow + short, key=lambda p: p[0])
+    table = meter_all(packets, MeterConfig(idle_timeout=1.0, close_grace=0.1), batch_size=500)
+    ports = table.column("client_port").to_pylist()
+    assert ports.count(5000) == 1
+    assert table.filter(pa.compute.equal(table.column("client_port"), 5000)).column("fwd_packets")[0].as_py() == 41
+    assert len(ports) == 1 + 9000  # every short packet a flow: ports 10000..12999 come back 12 s later

@@ -410,8 +410,10 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, seeds: 
     value = np.zeros((len(width), MAX_FIELD_LEN), dtype=np.uint8)
     value[span, index] = packets.data[position]
     high, low = value.view(">u8").T.astype(np.uint64)
-    by_value = np.lexsort((low, high, width, spans.kind, flow))  # stable: equal values stay in appearance order
-    new_value = _changes(*(key[by_value] for key in (flow, spans.kind, width, high, low)))
+    # One sort key for (flow, kind, width): kind < 16 and width <= 16 leave the flow the upper bits.
+    group = (flow << 9) | (spans.kind << 5) | width
+    by_value = np.lexsort((low, high, group))  # stable: equal values stay in appearance order
+    new_value = _changes(*(key[by_value] for key in (group, high, low)))
     value_of_span = np.empty(len(width), dtype=np.int64)
     value_of_span[by_value] = np.cumsum(new_value) - 1
     first_span = by_value[new_value]
@@ -419,8 +421,13 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, seeds: 
     group_starts = _changes(flow[first_span][in_appearance], spans.kind[first_span][in_appearance])
     number = np.empty(len(first_span), dtype=np.int64)
     number[in_appearance] = _rank_after_starts(group_starts)
-    drawn = _keyed_bytes(seeds[flow[span]], spans.kind[span], number[value_of_span[span]], index)
-    out[position] = drawn
+    # Draw each distinct value's replacement once, a word per 8 bytes, then gather its bytes.
+    words = MAX_FIELD_LEN // 8
+    blocks = np.arange(words, dtype=np.int64)
+    drawn = _keyed_words(np.repeat(seeds[flow[first_span]], words), np.repeat(spans.kind[first_span], words),
+                         np.repeat(number, words), np.tile(blocks, len(first_span)))
+    replacement = drawn.astype("<u8").view(np.uint8).reshape(len(first_span), MAX_FIELD_LEN)
+    out[position] = replacement[value_of_span[span], index]
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -433,12 +440,12 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _keyed_bytes(seed: np.ndarray, kind: np.ndarray, number: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Byte ``index`` of the random replacement ``number`` of ``kind``, from the seed alone."""
-    counter = (kind.astype(np.uint64) << np.uint64(48)) | (number.astype(np.uint64) << np.uint64(4)) | (
-        index.astype(np.uint64) >> np.uint64(3))
-    word = _mix64(_mix64(seed ^ _GOLDEN) + counter * _GOLDEN)
-    return (word >> ((index.astype(np.uint64) & np.uint64(7)) << np.uint64(3))).astype(np.uint8)
+def _keyed_words(seed: np.ndarray, kind: np.ndarray, number: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Bytes ``8 * block`` to ``8 * block + 7`` (little-endian) of the random replacement ``number`` of
+    ``kind``, from the seed alone."""
+    counter = (kind.astype(np.uint64) << np.uint64(48)) | (number.astype(np.uint64) << np.uint64(4)) | block.astype(
+        np.uint64)
+    return _mix64(_mix64(seed ^ _GOLDEN) + counter * _GOLDEN)
 
 
 # ----- relative sequence numbers --------------------------------------------------------------------
