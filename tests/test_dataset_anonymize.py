@@ -19,6 +19,7 @@ from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
 from etbert.dataset.anonymize import (
     POLICIES,
+    anonymize_and_mask_batch,
     anonymize_batch,
     anonymize_flow,
     identity_fields,
@@ -386,6 +387,8 @@ def assert_batch_matches_flows(flows, seeds):
         assert [len(r) for r in result.to_pylist()] == [len(p) for p, _, _ in flows]
         expected = [anonymize_flow(list(p), list(o), list(d), policy, int(s)) for (p, o, d), s in zip(flows, seeds)]
         assert result.to_pylist() == expected
+        both = anonymize_and_mask_batch(pkt_bytes, l4, directions, policy, seeds)
+        assert both[0].to_pylist() == expected and both[1].to_pylist() == masked
         # A slice of the batch (non-zero Arrow offsets) gives the slice of the result.
         if len(flows) > 2:
             part = anonymize_batch(pkt_bytes.slice(1, len(flows) - 2), l4.slice(1, len(flows) - 2),

@@ -113,9 +113,8 @@ def _one_flow(packets: list[bytes], l4_offsets: list[int]) -> tuple[pa.ListArray
 def mask_identity_batch(pkt_bytes: pa.ListArray, pkt_l4_offset: pa.ListArray) -> pa.ListArray:
     """`mask_identity` of every flow (row) at once: list<binary> with the same list and packet lengths."""
     packets = _Packets.of(pkt_bytes, pkt_l4_offset)
-    out = packets.data.copy()
-    _zero(out, packets, _identity_spans(packets))
-    return packets.with_data(out)
+    spans = _identity_spans(packets)
+    return packets.with_data(_masked(packets, spans, _SpanBytes.of(packets, spans)))
 
 
 def anonymize_batch(
@@ -129,6 +128,30 @@ def anonymize_batch(
 
     Returns list<binary> with the same list and packet lengths as ``pkt_bytes``.
     """
+    packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
+    if policy == "none":
+        return packets.with_data(packets.data.copy())
+    spans = _identity_spans(packets)
+    return packets.with_data(_anonymized(packets, spans, _SpanBytes.of(packets, spans), directions, policy, seeds))
+
+
+def anonymize_and_mask_batch(
+    pkt_bytes: pa.ListArray,
+    pkt_l4_offset: pa.ListArray,
+    pkt_direction: pa.ListArray,
+    policy: str,
+    seeds: np.ndarray,
+) -> tuple[pa.ListArray, pa.ListArray]:
+    """`anonymize_batch` and `mask_identity_batch` of the same flows, finding their identity fields once."""
+    packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
+    spans = _identity_spans(packets)
+    covered = _SpanBytes.of(packets, spans)
+    anonymized = packets.data.copy() if policy == "none" else _anonymized(packets, spans, covered, directions,
+                                                                         policy, seeds)
+    return packets.with_data(anonymized), packets.with_data(_masked(packets, spans, covered))
+
+
+def _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds):
     if policy not in POLICIES:
         raise ValueError(f"unknown anonymisation policy {policy!r}; choose one of {', '.join(POLICIES)}")
     packets = _Packets.of(pkt_bytes, pkt_l4_offset)
@@ -136,17 +159,25 @@ def anonymize_batch(
     seeds = np.asarray(seeds, dtype=np.uint64)
     if len(seeds) != len(packets.list_offsets) - 1:
         raise ValueError(f"{len(packets.list_offsets) - 1} flows but {len(seeds)} seeds")
-    if policy == "none":
-        return packets.with_data(packets.data.copy())
-    spans = _identity_spans(packets)
+    return packets, directions, seeds
+
+
+def _masked(packets: _Packets, spans: _Spans, covered: _SpanBytes) -> np.ndarray:
+    out = packets.data.copy()
+    _zero(out, spans, covered)
+    return out
+
+
+def _anonymized(packets: _Packets, spans: _Spans, covered: _SpanBytes, directions, policy, seeds) -> np.ndarray:
     out = packets.data.copy()
     randomised = np.isin(spans.kind, _RANDOMISED_CODES)
-    _write_pseudonyms(out, packets, spans.take(randomised), seeds)
+    _write_pseudonyms(out, packets, spans.take(randomised), covered.take(randomised), seeds)
     if policy == "strict":
         sequence = _sequence_spans(packets, spans)
         _write_relative_sequence(out, packets, spans.take(sequence), directions != 0)
-        _zero(out, packets, spans.take(~randomised & ~sequence))
-    return packets.with_data(out)
+        zeroed = ~randomised & ~sequence
+        _zero(out, spans.take(zeroed), covered.take(zeroed))
+    return out
 
 
 @dataclass(frozen=True)
@@ -380,24 +411,37 @@ def _rank_after_starts(starts: np.ndarray) -> np.ndarray:
     return index - np.maximum.accumulate(np.where(starts, index, 0)) if len(starts) else index
 
 
-def _span_bytes(packets: _Packets, spans: _Spans) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every byte the spans cover: (its span, its index inside the span, its position in the data)."""
-    widths = np.maximum(spans.stop - spans.start, 0)
-    span = np.repeat(np.arange(len(widths)), widths)
-    index = _rank_in_repeat(widths)
-    return span, index, packets.start[spans.packet[span]] + spans.start[span] + index
+@dataclass(frozen=True)
+class _SpanBytes:
+    """Every byte some spans cover: its span, its index inside the span, its position in the data."""
+
+    span: np.ndarray
+    index: np.ndarray
+    position: np.ndarray
+
+    @classmethod
+    def of(cls, packets: _Packets, spans: _Spans) -> _SpanBytes:
+        widths = np.maximum(spans.stop - spans.start, 0)
+        span = np.repeat(np.arange(len(widths)), widths)
+        index = _rank_in_repeat(widths)
+        return cls(span, index, packets.start[spans.packet[span]] + spans.start[span] + index)
+
+    def take(self, rows: np.ndarray) -> _SpanBytes:
+        """The bytes of the spans where ``rows`` (a mask over the spans) is True, as `_Spans.take` numbers them."""
+        keep = rows[self.span]
+        renumbered = np.cumsum(rows) - 1
+        return _SpanBytes(renumbered[self.span[keep]], self.index[keep], self.position[keep])
 
 
-def _zero(out: np.ndarray, packets: _Packets, spans: _Spans) -> None:
-    span, index, position = _span_bytes(packets, spans)
-    keep = np.where((spans.kind[span] == _CODE[FLOW_LABEL]) & (index == 0), FLOW_LABEL_KEPT_BITS, 0)
-    out[position] &= keep.astype(np.uint8)
+def _zero(out: np.ndarray, spans: _Spans, covered: _SpanBytes) -> None:
+    keep = np.where((spans.kind[covered.span] == _CODE[FLOW_LABEL]) & (covered.index == 0), FLOW_LABEL_KEPT_BITS, 0)
+    out[covered.position] &= keep.astype(np.uint8)
 
 
 # ----- pseudonyms -----------------------------------------------------------------------------------
 
 
-def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, seeds: np.ndarray) -> None:
+def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, covered: _SpanBytes, seeds: np.ndarray) -> None:
     """One random replacement per distinct (kind, value) in a flow (see the module docstring).
 
     Distinct values are numbered per flow and kind in order of first appearance, and replacement byte j
@@ -406,7 +450,7 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, seeds: 
     """
     flow = packets.flow[spans.packet]
     width = spans.stop - spans.start
-    span, index, position = _span_bytes(packets, spans)
+    span, index, position = covered.span, covered.index, covered.position
     value = np.zeros((len(width), MAX_FIELD_LEN), dtype=np.uint8)
     value[span, index] = packets.data[position]
     high, low = value.view(">u8").T.astype(np.uint64)

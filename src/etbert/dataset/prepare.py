@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import iter_capture_files, read_frames
-from etbert.dataset.anonymize import POLICIES, anonymize_batch, mask_identity_batch
+from etbert.dataset.anonymize import POLICIES, anonymize_and_mask_batch, anonymize_batch
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
 from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
 from etbert.dataset.manifest import build_manifest, write_json
@@ -203,16 +203,20 @@ def metered_flows(path: Path, report: CaptureReport, meter: FlowMeter,
 
 def anonymized_packets(flows: pa.RecordBatch, policy: str, seed: int) -> pa.ListArray:
     """The flows' packet bytes under ``policy``; each flow draws from the capture's seed plus its index."""
-    seeds = seed + flows.column("flow_index").to_numpy().astype(np.uint64)
     return anonymize_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"), flows.column("pkt_direction"),
-                           policy, seeds)
+                           policy, _flow_seeds(flows, seed))
+
+
+def _flow_seeds(flows: pa.RecordBatch, seed: int) -> np.ndarray:
+    return seed + flows.column("flow_index").to_numpy().astype(np.uint64)
 
 
 def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: LabelSource, capture: str):
     """Attach labels, replace packet bytes by their anonymised form, and compute duplicate keys."""
     labels = _flow_labels(flows, label_source, capture)
-    anonymized = anonymized_packets(flows, policy, seed)
-    keys = _duplicate_keys(flows, mask_identity_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset")))
+    anonymized, masked = anonymize_and_mask_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"),
+                                                  flows.column("pkt_direction"), policy, _flow_seeds(flows, seed))
+    keys = _duplicate_keys(flows, masked)
     table = pa.Table.from_batches([flows])
     table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes", anonymized)
     table = table.append_column("label", pa.array(labels, pa.string()))
