@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from etbert.flows.arrays import lexsort_ints
 from etbert.protocols import ipv4, ipv6, tcp, udp
 
 POLICIES = ("strict", "seed-004", "none")
@@ -268,7 +269,7 @@ class _SpanList:
                                      for i in range(4))
         length = packets.length[packet]
         present = start < length
-        order = np.lexsort((start[present], packet[present]))
+        order = lexsort_ints((start[present], packet[present]))
         return _Spans(packet[present][order], start[present][order], np.minimum(stop, length)[present][order],
                      kind[present][order])
 
@@ -451,17 +452,18 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, covered
     flow = packets.flow[spans.packet]
     width = spans.stop - spans.start
     span, index, position = covered.span, covered.index, covered.position
+    # Values right-aligned, so that short fields make small sort keys (IPv4 and ports pack into one).
     value = np.zeros((len(width), MAX_FIELD_LEN), dtype=np.uint8)
-    value[span, index] = packets.data[position]
+    value[span, MAX_FIELD_LEN - width[span] + index] = packets.data[position]
     high, low = value.view(">u8").T.astype(np.uint64)
     # One sort key for (flow, kind, width): kind < 16 and width <= 16 leave the flow the upper bits.
     group = (flow << 9) | (spans.kind << 5) | width
-    by_value = np.lexsort((low, high, group))  # stable: equal values stay in appearance order
+    by_value = lexsort_ints((low, high, group))  # stable: equal values stay in appearance order
     new_value = _changes(*(key[by_value] for key in (group, high, low)))
     value_of_span = np.empty(len(width), dtype=np.int64)
     value_of_span[by_value] = np.cumsum(new_value) - 1
     first_span = by_value[new_value]
-    in_appearance = np.lexsort((first_span, spans.kind[first_span], flow[first_span]))
+    in_appearance = lexsort_ints((first_span, spans.kind[first_span], flow[first_span]))
     group_starts = _changes(flow[first_span][in_appearance], spans.kind[first_span][in_appearance])
     number = np.empty(len(first_span), dtype=np.int64)
     number[in_appearance] = _rank_after_starts(group_starts)

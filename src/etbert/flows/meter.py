@@ -24,6 +24,7 @@ from etbert.flows.arrays import (
     change_starts,
     gather_ranges,
     last_marked_before,
+    lexsort_ints,
     previous_in_segment,
     rank_in_segment,
     segment_start_positions,
@@ -280,8 +281,7 @@ class FlowMeter:
         keys["ap"] = np.where(sender_is_lo, sport, dport)
         keys["b"] = np.where(sender_is_lo[:, None], dst, src)
         keys["bp"] = np.where(sender_is_lo, dport, sport)
-        unique_keys, group_of = np.unique(keys.view(_KEY_BYTES), return_inverse=True)
-        group_of = group_of.ravel()
+        unique_keys, group_of = _factorize(keys.view(_KEY_BYTES))
         open_slot_of_group = self._open_slots(unique_keys)
 
         # From here on packets are sorted by group, capture order kept inside each group.
@@ -554,7 +554,7 @@ class FlowMeter:
         position = np.full(self._capacity, -1, dtype=np.int64)
         position[slots] = np.arange(len(slots))
         packets = self._packets.take(position[self._packets["slot"]] >= 0)
-        packet_order = np.lexsort((packets["rank"], position[packets["slot"]]))
+        packet_order = lexsort_ints((packets["rank"], position[packets["slot"]]))
         packets = {name: column[packet_order] for name, column in packets.items()}
         packet_counts = np.bincount(position[packets["slot"]], minlength=len(slots))
         bursts = self._burst_rows(slots, position)
@@ -621,7 +621,7 @@ class FlowMeter:
         rank = np.concatenate([stored["rank"], s["bursts_closed"][slots[has_open]]])
         packets = np.concatenate([stored["packets"], s["burst_packets"][slots[has_open]]])
         byte_counts = np.concatenate([stored["bytes"], s["burst_bytes"][slots[has_open]]])
-        order = np.lexsort((rank, position[slot]))
+        order = lexsort_ints((rank, position[slot]))
         return {
             "packets": packets[order],
             "bytes": byte_counts[order],
@@ -635,6 +635,18 @@ class FlowMeter:
             data, offsets = gather_ranges(self._packet_bytes, self._packets["bstart"], self._packets["blen"])
             self._packet_bytes = data
             self._packets.columns["bstart"] = offsets[:-1]
+
+
+def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (in order of first appearance) and each key's index among them.
+
+    Arrow's hash-based dictionary encoding, about 10x faster than sorting 37-byte keys with np.unique.
+    """
+    encoded = pa.Array.from_buffers(pa.binary(keys.dtype.itemsize), len(keys), [None, pa.py_buffer(keys)])
+    encoded = encoded.dictionary_encode()
+    distinct = encoded.dictionary
+    data = np.frombuffer(distinct.buffers()[1], dtype=keys.dtype)
+    return data[distinct.offset : distinct.offset + len(distinct)], encoded.indices.to_numpy().astype(np.int64)
 
 
 def _cut_reason(idle: np.ndarray, active: np.ndarray) -> np.ndarray:
