@@ -86,6 +86,19 @@ def test_absurd_caplen_stops_reading_the_file(tmp_path):
         "caplen 10000000 exceeds the 262144-byte limit; rest of file not read"]
 
 
+def test_absurd_caplen_with_records_beyond_it_stops_at_the_bad_record(tmp_path):
+    # The reader follows caplens before it checks them: the walk goes on from the bad record into the
+    # frame bytes after it, and none of what it finds there may count.
+    after = pcap_bytes([(i, 0, bytes([i % 7 + 1]) * 400, 400) for i in range(1000)])[24:]
+    for caplen in (300_000, 262_145):
+        data = PCAP[: PCAP_RECORD_STARTS[2]] + struct.pack("<IIII", 9, 0, caplen, 60) + after
+        report, frames = read(tmp_path, data)
+        assert frames == FIRST_TWO_FRAMES
+        assert report.problems == [
+            f"record 3 at byte offset {PCAP_RECORD_STARTS[2]}: "
+            f"caplen {caplen} exceeds the 262144-byte limit; rest of file not read"]
+
+
 def test_a_large_snaplen_raises_the_caplen_limit(tmp_path):
     data = pcap_bytes([(0, 0, b"j" * 300_000, 300_000)], snaplen=1 << 20)
     report, frames = read(tmp_path, data)
