@@ -458,7 +458,11 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, covered
     high, low = value.view(">u8").T.astype(np.uint64)
     # One sort key for (flow, kind, width): kind < 16 and width <= 16 leave the flow the upper bits.
     group = (flow << 9) | (spans.kind << 5) | width
-    by_value = lexsort_ints((low, high, group))  # stable: equal values stay in appearance order
+    # Stable sorts, so equal values stay in appearance order; fields of up to 8 bytes (all but IPv6
+    # addresses) sort apart on one packed key. Groups differ between the parts, as widths do.
+    narrow = width <= 8
+    by_value = np.concatenate([np.flatnonzero(narrow)[lexsort_ints((low[narrow], group[narrow]))],
+                               np.flatnonzero(~narrow)[lexsort_ints((low[~narrow], high[~narrow], group[~narrow]))]])
     new_value = _changes(*(key[by_value] for key in (group, high, low)))
     value_of_span = np.empty(len(width), dtype=np.int64)
     value_of_span[by_value] = np.cumsum(new_value) - 1
