@@ -454,7 +454,7 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, covered
     span, index, position = covered.span, covered.index, covered.position
     # Values right-aligned, so that short fields make small sort keys (IPv4 and ports pack into one).
     value = np.zeros((len(width), MAX_FIELD_LEN), dtype=np.uint8)
-    value[span, MAX_FIELD_LEN - width[span] + index] = packets.data[position]
+    value.reshape(-1)[span * MAX_FIELD_LEN + (MAX_FIELD_LEN - width)[span] + index] = packets.data[position]
     high, low = value.view(">u8").T.astype(np.uint64)
     # One sort key for (flow, kind, width): kind < 16 and width <= 16 leave the flow the upper bits.
     group = (flow << 9) | (spans.kind << 5) | width
@@ -471,13 +471,14 @@ def _write_pseudonyms(out: np.ndarray, packets: _Packets, spans: _Spans, covered
     group_starts = _changes(flow[first_span][in_appearance], spans.kind[first_span][in_appearance])
     number = np.empty(len(first_span), dtype=np.int64)
     number[in_appearance] = _rank_after_starts(group_starts)
-    # Draw each distinct value's replacement once, a word per 8 bytes, then gather its bytes.
-    words = MAX_FIELD_LEN // 8
-    blocks = np.arange(words, dtype=np.int64)
-    drawn = _keyed_words(np.repeat(seeds[flow[first_span]], words), np.repeat(spans.kind[first_span], words),
-                         np.repeat(number, words), np.tile(blocks, len(first_span)))
-    replacement = drawn.astype("<u8").view(np.uint8).reshape(len(first_span), MAX_FIELD_LEN)
-    out[position] = replacement[value_of_span[span], index]
+    # Draw each distinct value's replacement once, a word per 8 bytes it needs, then gather its bytes.
+    words = np.zeros((len(first_span), MAX_FIELD_LEN // 8), dtype="<u8")
+    word_count = (width[first_span] + 7) // 8
+    drawn_value = np.repeat(np.arange(len(first_span)), word_count)
+    block = _rank_in_repeat(word_count)
+    words[drawn_value, block] = _keyed_words(seeds[flow[first_span]][drawn_value], spans.kind[first_span][drawn_value],
+                                             number[drawn_value], block)
+    out[position] = words.view(np.uint8).reshape(-1)[value_of_span[span] * MAX_FIELD_LEN + index]
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
