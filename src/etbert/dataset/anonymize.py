@@ -132,8 +132,9 @@ def anonymize_batch(
     packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
     if policy == "none":
         return packets.with_data(packets.data.copy())
-    spans = _identity_spans(packets)
-    return packets.with_data(_anonymized(packets, spans, _SpanBytes.of(packets, spans), directions, policy, seeds))
+    spans, bounds = _by_treatment(packets, _identity_spans(packets), policy)
+    covered = _SpanBytes.of(packets, spans)
+    return packets.with_data(_anonymized(packets, spans, covered, bounds, directions, seeds))
 
 
 def anonymize_and_mask_batch(
@@ -145,10 +146,9 @@ def anonymize_and_mask_batch(
 ) -> tuple[pa.ListArray, pa.ListArray]:
     """`anonymize_batch` and `mask_identity_batch` of the same flows, finding their identity fields once."""
     packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
-    spans = _identity_spans(packets)
+    spans, bounds = _by_treatment(packets, _identity_spans(packets), policy)
     covered = _SpanBytes.of(packets, spans)
-    anonymized = packets.data.copy() if policy == "none" else _anonymized(packets, spans, covered, directions,
-                                                                         policy, seeds)
+    anonymized = _anonymized(packets, spans, covered, bounds, directions, seeds)
     return packets.with_data(anonymized), packets.with_data(_masked(packets, spans, covered))
 
 
@@ -169,15 +169,29 @@ def _masked(packets: _Packets, spans: _Spans, covered: _SpanBytes) -> np.ndarray
     return out
 
 
-def _anonymized(packets: _Packets, spans: _Spans, covered: _SpanBytes, directions, policy, seeds) -> np.ndarray:
-    out = packets.data.copy()
-    randomised = np.isin(spans.kind, _RANDOMISED_CODES)
-    _write_pseudonyms(out, packets, spans.take(randomised), covered.take(randomised), seeds)
+# What a policy does to a span; spans are put in this order (see `_by_treatment`).
+RANDOMISE, RELATIVE, ZERO, KEEP = range(4)
+
+
+def _by_treatment(packets: _Packets, spans: _Spans, policy: str) -> tuple[_Spans, np.ndarray]:
+    """The spans grouped by what ``policy`` does to them (packet and start order kept inside each group),
+    and where each group starts: spans ``bounds[t]:bounds[t + 1]`` get treatment t."""
+    treatment = np.full(len(spans.kind), KEEP)
+    if policy != "none":
+        treatment[np.isin(spans.kind, _RANDOMISED_CODES)] = RANDOMISE
     if policy == "strict":
-        sequence = _sequence_spans(packets, spans)
-        _write_relative_sequence(out, packets, spans.take(sequence), directions != 0)
-        zeroed = ~randomised & ~sequence
-        _zero(out, spans.take(zeroed), covered.take(zeroed))
+        treatment[treatment == KEEP] = ZERO
+        treatment[_sequence_spans(packets, spans)] = RELATIVE
+    order = np.argsort(treatment, kind="stable")
+    return spans.take(order), np.searchsorted(treatment[order], np.arange(KEEP + 2))
+
+
+def _anonymized(packets: _Packets, spans: _Spans, covered: _SpanBytes, bounds, directions, seeds) -> np.ndarray:
+    out = packets.data.copy()
+    randomise, relative, zero = (slice(bounds[t], bounds[t + 1]) for t in (RANDOMISE, RELATIVE, ZERO))
+    _write_pseudonyms(out, packets, spans.take(randomise), covered.of_spans(randomise), seeds)
+    _write_relative_sequence(out, packets, spans.take(relative), directions != 0)
+    _zero(out, spans.take(zero), covered.of_spans(zero))
     return out
 
 
@@ -247,7 +261,7 @@ class _Spans:
     stop: np.ndarray
     kind: np.ndarray
 
-    def take(self, rows: np.ndarray) -> _Spans:
+    def take(self, rows: np.ndarray | slice) -> _Spans:
         return _Spans(self.packet[rows], self.start[rows], self.stop[rows], self.kind[rows])
 
 
@@ -427,11 +441,10 @@ class _SpanBytes:
         index = _rank_in_repeat(widths)
         return cls(span, index, packets.start[spans.packet[span]] + spans.start[span] + index)
 
-    def take(self, rows: np.ndarray) -> _SpanBytes:
-        """The bytes of the spans where ``rows`` (a mask over the spans) is True, as `_Spans.take` numbers them."""
-        keep = rows[self.span]
-        renumbered = np.cumsum(rows) - 1
-        return _SpanBytes(renumbered[self.span[keep]], self.index[keep], self.position[keep])
+    def of_spans(self, spans: slice) -> _SpanBytes:
+        """The bytes of a range of spans, numbered from its start as ``_Spans.take(spans)`` numbers them."""
+        lo, hi = np.searchsorted(self.span, [spans.start, spans.stop])
+        return _SpanBytes(self.span[lo:hi] - spans.start, self.index[lo:hi], self.position[lo:hi])
 
 
 def _zero(out: np.ndarray, spans: _Spans, covered: _SpanBytes) -> None:
