@@ -214,4 +214,4 @@ def test_duplicate_keys_digest_the_masked_flow(tmp_path):
         for direction, packet in zip(row["pkt_direction"], masked_packets):
             digest.update(bytes([direction]) + len(packet).to_bytes(4, "little") + packet)
         expected.append(digest.digest())
-    assert flows.num_rows == 2 and _duplicate_keys(flows, masked) == expected
+    assert flows.num_rows == 2 and _duplicate_keys(flows, masked).tolist() == expected

@@ -22,9 +22,8 @@ SINGLE_PACKET_WARNING = 0.5
 def build_manifest(*, config, input_path, label_source, results, labels, splits, duplicate_report, limit_report,
                    split_report) -> dict:
     counts: dict[str, dict[str, int]] = {}
-    for label, split in zip(labels.tolist(), splits.tolist()):
-        per_class = counts.setdefault(label, {})
-        per_class[split] = per_class.get(split, 0) + 1
+    for (label, split), count in Counter(zip(labels.tolist(), splits.tolist())).items():
+        counts.setdefault(label, {})[split] = count
     status = Counter()
     totals = Counter()
     for result in results:
@@ -79,12 +78,10 @@ def build_manifest(*, config, input_path, label_source, results, labels, splits,
 
 def _degenerate_classes(results) -> dict[str, float]:
     """Share of single-packet flows per class, for classes above SINGLE_PACKET_WARNING."""
-    single: Counter = Counter()
-    total: Counter = Counter()
-    for result in results:
-        for label, packets in zip(result.labels, result.packet_counts):
-            total[label] += 1
-            single[label] += packets == 1
+    labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results]).astype(str)
+    single_packet = np.concatenate([np.zeros(0, dtype=np.int64)] + [r.packet_counts for r in results]) == 1
+    total = Counter(labels.tolist())
+    single = Counter(labels[single_packet].tolist())
     return {
         label: round(single[label] / total[label], 4)
         for label in sorted(total)

@@ -63,10 +63,11 @@ class CaptureResult:
     report: CaptureReport
     counters: MeterCounters
     part: str | None
-    labels: list[str]
-    start_times: list[float]
-    duplicate_keys: list[bytes]
-    packet_counts: list[int]
+    # One entry per flow, in the order of the part:
+    labels: np.ndarray  # object (str), "" where unlabelled
+    start_times: np.ndarray  # float64
+    duplicate_keys: np.ndarray  # 16-byte digests (void)
+    packet_counts: np.ndarray  # int64
 
 
 class PrepareError(Exception):
@@ -155,24 +156,16 @@ def meter_capture(
     meter = FlowMeter(config.meter, capture=name)
     seed = capture_seed(config.seed, name)
     writer = None
-    labels: list[str] = []
-    start_times: list[float] = []
-    keys: list[bytes] = []
-    packet_counts: list[int] = []
-
-    def write(flows: pa.RecordBatch):
-        nonlocal writer
+    labels, start_times, keys, packet_counts = [], [], [], []
+    for flows in metered_flows(path, report, meter, on_bytes):
         table, flow_labels, flow_keys = _label_and_anonymize(flows, config.anonymize, seed, label_source, name)
         if writer is None:
             writer = pa.ipc.new_file(part, table.schema)
         writer.write_table(table)
-        labels.extend(flow_labels)
-        keys.extend(flow_keys)
-        start_times.extend(flows.column("start_time").to_pylist())
-        packet_counts.extend(pc.add(flows.column("fwd_packets"), flows.column("bwd_packets")).to_pylist())
-
-    for flows in metered_flows(path, report, meter, on_bytes):
-        write(flows)
+        labels.append(np.array(flow_labels, dtype=object))
+        keys.append(flow_keys)
+        start_times.append(flows.column("start_time").to_numpy())
+        packet_counts.append(pc.add(flows.column("fwd_packets"), flows.column("bwd_packets")).to_numpy())
     if writer is not None:
         writer.close()
     return CaptureResult(
@@ -180,10 +173,10 @@ def meter_capture(
         report=report,
         counters=meter.counters,
         part=str(part) if writer is not None else None,
-        labels=labels,
-        start_times=start_times,
-        duplicate_keys=keys,
-        packet_counts=packet_counts,
+        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=object),
+        start_times=np.concatenate(start_times) if start_times else np.zeros(0),
+        duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=_DIGEST),
+        packet_counts=np.concatenate(packet_counts).astype(np.int64) if packet_counts else np.zeros(0, np.int64),
     )
 
 
@@ -231,7 +224,10 @@ def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str)
     return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
 
 
-def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> list[bytes]:
+_DIGEST = np.dtype((np.void, 16))
+
+
+def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
     """Identity-free fingerprint of each flow sample: what a model sees, minus addresses, ports and counters.
 
     Per flow, a BLAKE2b digest of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian
@@ -271,8 +267,9 @@ def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> list[bytes]:
     np.cumsum(head.shape[1] + packet_head.shape[1] * np.diff(list_offsets) + np.diff(byte_offsets[list_offsets]),
               out=flow_end[1:])
     view = memoryview(joined)
-    return [hashlib.blake2b(view[a:b], digest_size=16).digest() for a, b in zip(flow_end[:-1].tolist(),
-                                                                                flow_end[1:].tolist())]
+    digests = b"".join([hashlib.blake2b(view[a:b], digest_size=16).digest()
+                        for a, b in zip(flow_end[:-1].tolist(), flow_end[1:].tolist())])
+    return np.frombuffer(digests, dtype=_DIGEST)
 
 
 def capture_seed(seed: int, name: str) -> int:
@@ -286,10 +283,10 @@ _WRITE_SLICE_ROWS = 65536  # rows per write into the final file: each write beco
 
 
 def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source) -> dict:
-    labels = np.array([label for r in results for label in r.labels], dtype=object)
-    captures = np.array([r.capture for r in results for _ in r.labels], dtype=object)
-    start_times = np.array([t for r in results for t in r.start_times], dtype=np.float64)
-    keys = [k for r in results for k in r.duplicate_keys]
+    labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results])
+    captures = np.repeat(np.array([r.capture for r in results], dtype=object), [len(r.labels) for r in results])
+    start_times = np.concatenate([np.zeros(0)] + [r.start_times for r in results])
+    keys = np.concatenate([np.zeros(0, dtype=_DIGEST)] + [r.duplicate_keys for r in results])
 
     duplicates, duplicate_report = duplicate_mask(keys, labels)
     keep = ~duplicates

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("flow", "capture", "time")
@@ -50,20 +51,36 @@ class SplitReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def duplicate_mask(keys: list[bytes], labels=None) -> tuple[np.ndarray, DuplicateReport]:
-    """True for every row whose key equals an earlier row's (the first is kept)."""
-    duplicate = np.zeros(len(keys), dtype=bool)
-    first: dict[bytes, int] = {}
+def duplicate_mask(keys, labels=None) -> tuple[np.ndarray, DuplicateReport]:
+    """True for every row whose key equals an earlier row's (the first is kept).
+
+    ``keys``: bytes per row, as a list or a NumPy array of fixed-width bytes (``V`` or ``S`` dtype).
+    """
+    first_row = _first_row_of_key(keys)
+    duplicate = first_row != np.arange(len(first_row))
     conflicts: dict[str, int] = {}
-    for row, key in enumerate(keys):
-        kept = first.setdefault(key, row)
-        if kept == row:
-            continue
-        duplicate[row] = True
-        if labels is not None and labels[row] != labels[kept]:
-            conflicts[labels[row]] = conflicts.get(labels[row], 0) + 1
-    report = DuplicateReport(len(keys), int(duplicate.sum()), sum(conflicts.values()), dict(sorted(conflicts.items())))
+    if labels is not None and duplicate.any():
+        labels = np.asarray(labels, dtype=object)
+        rows = np.flatnonzero(duplicate)
+        conflicting = rows[labels[rows] != labels[first_row[rows]]]
+        names, counts = np.unique(labels[conflicting].astype(str), return_counts=True)
+        conflicts = dict(zip(names.tolist(), counts.tolist()))
+    report = DuplicateReport(len(first_row), int(duplicate.sum()), sum(conflicts.values()), conflicts)
     return duplicate, report
+
+
+def _first_row_of_key(keys) -> np.ndarray:
+    """For each row, the first row with the same key (hash-based: Arrow's dictionary encoding)."""
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in "VS" and keys.dtype.itemsize:
+        keys = np.ascontiguousarray(keys)
+        array = pa.Array.from_buffers(pa.binary(keys.dtype.itemsize), len(keys), [None, pa.py_buffer(keys)])
+    else:
+        array = pa.array(list(keys), pa.binary())
+    if not len(array):
+        return np.zeros(0, dtype=np.int64)
+    codes = array.dictionary_encode().indices.to_numpy()
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)]
 
 
 def apply_class_limits(
