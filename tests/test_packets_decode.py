@@ -469,7 +469,9 @@ def test_format_addresses():
     addresses[0, 10:] = [0xFF, 0xFF, 10, 0, 0, 1]
     addresses[1] = np.frombuffer(bytes.fromhex("20010db8000000000000000000000001"), dtype=np.uint8)
     addresses[3] = addresses[0]
-    assert format_addresses(addresses) == ["10.0.0.1", "2001:db8::1", "::", "10.0.0.1"]
-    assert format_addresses(np.zeros((0, 16), dtype=np.uint8)) == []
+    assert format_addresses(addresses).to_pylist() == ["10.0.0.1", "2001:db8::1", "::", "10.0.0.1"]
+    assert format_addresses(addresses[[0, 3]]).to_pylist() == ["10.0.0.1", "10.0.0.1"]
+    assert format_addresses(addresses[[1, 2, 1]]).to_pylist() == ["2001:db8::1", "::", "2001:db8::1"]
+    assert format_addresses(np.zeros((0, 16), dtype=np.uint8)).to_pylist() == []
     assert is_ipv4_mapped(addresses).tolist() == [True, False, False, True]
 

@@ -19,26 +19,26 @@ def format_address(address: np.ndarray | bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
-def format_addresses(addresses: np.ndarray) -> list[str]:
-    """Text of each row of an (n, 16) uint8 array.
+def format_addresses(addresses: np.ndarray) -> pa.StringArray:
+    """Text of each row of an (n, 16) uint8 array, as an Arrow string array.
 
     IPv4 rows are joined from their four decimal octets by Arrow in one pass (captures with per-packet
     anonymised addresses have as many distinct addresses as flows); IPv6 rows are formatted once each.
     """
-    if not len(addresses):
-        return []
-    addresses = np.ascontiguousarray(addresses, dtype=np.uint8)
-    text = np.empty(len(addresses), dtype=object)
+    addresses = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, 16)
     v4 = is_ipv4_mapped(addresses)
-    if v4.any():
-        octets = [pc.cast(pa.array(addresses[v4, 12 + i]), pa.string()) for i in range(4)]
-        text[v4] = pc.binary_join_element_wise(*octets, ".").to_numpy(zero_copy_only=False)
-    if (~v4).any():
-        rows = addresses[~v4].view(np.dtype((np.void, 16))).ravel()
-        distinct, inverse = np.unique(rows, return_inverse=True)
-        texts = np.array([format_address(row.tobytes()) for row in distinct], dtype=object)
-        text[~v4] = texts[inverse.reshape(-1)]
-    return text.tolist()
+    octets = [pc.cast(pa.array(addresses[v4, 12 + i]), pa.string()) for i in range(4)]
+    v4_text = pc.binary_join_element_wise(*octets, ".") if v4.any() else pa.array([], pa.string())
+    if v4.all():
+        return v4_text
+    rows = addresses[~v4].view(np.dtype((np.void, 16))).ravel()
+    distinct, inverse = np.unique(rows, return_inverse=True)
+    v6_text = pa.array([format_address(row.tobytes()) for row in distinct], pa.string()).take(inverse.reshape(-1))
+    # Row i is element position[i] of the v4 texts followed by the v6 texts.
+    position = np.empty(len(addresses), dtype=np.int64)
+    position[v4] = np.arange(v4.sum())
+    position[~v4] = v4.sum() + np.arange((~v4).sum())
+    return pa.concat_arrays([v4_text, v6_text]).take(pa.array(position))
 
 
 def is_ipv4_mapped(addresses: np.ndarray) -> np.ndarray:
