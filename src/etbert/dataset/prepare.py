@@ -230,7 +230,8 @@ _DIGEST = np.dtype((np.void, 16))
 def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
     """Identity-free fingerprint of each flow sample: what a model sees, minus addresses, ports and counters.
 
-    Per flow, a BLAKE2b digest of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian
+    Per flow, the first 16 bytes of a SHA-256 digest (faster than BLAKE2b where the CPU has SHA
+    instructions) of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian
     each), then per packet its direction (1 byte), length (4 bytes little-endian) and masked bytes.
     """
     rows = flows.num_rows
@@ -267,7 +268,7 @@ def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
     np.cumsum(head.shape[1] + packet_head.shape[1] * np.diff(list_offsets) + np.diff(byte_offsets[list_offsets]),
               out=flow_end[1:])
     view = memoryview(joined)
-    digests = b"".join([hashlib.blake2b(view[a:b], digest_size=16).digest()
+    digests = b"".join([hashlib.sha256(view[a:b]).digest()[:16]
                         for a, b in zip(flow_end[:-1].tolist(), flow_end[1:].tolist())])
     return np.frombuffer(digests, dtype=_DIGEST)
 
