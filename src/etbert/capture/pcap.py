@@ -91,7 +91,7 @@ class PcapParser:
         self.layout = header_layout(order, 16, sec=0, frac=4, caplen=8, wirelen=12)
         self.caplen_field = struct.Struct(order + "8xI")
 
-    def parse(self, chunk: bytes, chunk_offset: int, at_eof: bool) -> Parsed:
+    def parse(self, chunk: bytes | bytearray, chunk_offset: int, at_eof: bool) -> Parsed:
         """Parse the complete records in ``chunk``; ``chunk_offset`` is the chunk's place in the file."""
         pos = 0
         if self.linktype is None:
@@ -137,7 +137,7 @@ class PcapParser:
     def _problem(self, records_before: int, file_offset: int, what: str) -> None:
         self.report.problems.append(f"record {self.records + records_before + 1} at byte offset {file_offset}: {what}")
 
-    def _batch(self, chunk: bytes, starts: list[int]) -> FrameBatch | None:
+    def _batch(self, chunk: bytes | bytearray, starts: list[int]) -> FrameBatch | None:
         if not starts:
             return None
         buffer = np.frombuffer(chunk, dtype=np.uint8)

@@ -110,7 +110,7 @@ class PcapngParser:
         self.undeclared_reported: set[tuple[int, int]] = set()
         self.last_ts_ns = 0  # simple packet blocks carry no timestamp: they take the previous frame's
 
-    def parse(self, chunk: bytes, chunk_offset: int, at_eof: bool) -> Parsed:
+    def parse(self, chunk: bytes | bytearray, chunk_offset: int, at_eof: bool) -> Parsed:
         """Parse the complete blocks in ``chunk``; ``chunk_offset`` is the chunk's place in the file."""
         pos = 0
         starts: list[int] = []  # block start of each frame
@@ -133,7 +133,7 @@ class PcapngParser:
         while pos + MIN_BLOCK_LEN <= end:
             block_type, length = unpack_header(chunk, pos)
             if block_type == SECTION_HEADER:  # its own byte order decides how its length reads
-                order = BYTE_ORDER_MARKS.get(chunk[pos + 8 : pos + 12])
+                order = BYTE_ORDER_MARKS.get(bytes(chunk[pos + 8 : pos + 12]))
                 if order is None:
                     damage(f"section header with a bad byte-order magic {chunk[pos + 8 : pos + 12].hex()}; "
                            "rest of file not read")
@@ -208,7 +208,7 @@ class PcapngParser:
         self.section += 1
         self.section_base = len(self.interfaces)
 
-    def _add_interface(self, chunk: bytes, pos: int, length: int, damage) -> None:
+    def _add_interface(self, chunk: bytes | bytearray, pos: int, length: int, damage) -> None:
         order = self.byte_order
         linktype, snaplen = order.interface.unpack_from(chunk, pos)
         tsresol, tsoffset_ns = DEFAULT_TSRESOL, 0
@@ -228,7 +228,7 @@ class PcapngParser:
             option = value + (size + 3) // 4 * 4
         self.interfaces.append(Interface(order, linktype, snaplen, tsresol, tsoffset_ns))
 
-    def _batch(self, chunk: bytes, starts: list[int], owners: list[int], simple_rows: list[int]) -> FrameBatch | None:
+    def _batch(self, chunk: bytes | bytearray, starts: list[int], owners: list[int], simple_rows: list[int]) -> FrameBatch | None:
         if not starts:
             return None
         buffer = np.frombuffer(chunk, dtype=np.uint8)

@@ -76,6 +76,22 @@ class PlainStream:
         self.at_eof = len(data) < size
         return data
 
+    def read_after(self, carried: bytes, size: int) -> bytearray:
+        """``carried`` followed by the next ``size`` bytes, read in place (no copy of a whole chunk)."""
+        chunk = bytearray(len(carried) + size)
+        chunk[: len(carried)] = carried
+        view = memoryview(chunk)
+        got = 0
+        while got < size:  # a raw read may return less than asked before the end of the file
+            count = self.raw.readinto(view[len(carried) + got :])
+            if not count:
+                break
+            got += count
+        view.release()
+        del chunk[len(carried) + got :]
+        self.at_eof = got < size
+        return chunk
+
 
 class GzipStream:
     """Decompresses gzip members one after another as they are read, in bounded memory.
@@ -120,6 +136,9 @@ class GzipStream:
             self.position += len(piece)
         return b"".join(pieces)
 
+    def read_after(self, carried: bytes, size: int) -> bytes:
+        return carried + self.read(size)
+
     def _damaged(self, what: str) -> None:
         self.report.problems.append(
             f"gzip stream damaged after {self.position} decompressed bytes: {what}; rest of file not read")
@@ -154,7 +173,7 @@ def _read_stream(
         # Carry the incomplete record over; read at least enough to complete it.
         carried = chunk[parsed.end :]
         chunk_offset += parsed.end
-        chunk = carried + stream.read(max(chunk_bytes, parsed.need - len(carried)))
+        chunk = stream.read_after(carried, max(chunk_bytes, parsed.need - len(carried)))
 
 
 def _parser_for(chunk: bytes, report: CaptureReport) -> PcapParser | PcapngParser | None:
