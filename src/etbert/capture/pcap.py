@@ -2,8 +2,8 @@
 
 A parser here never touches files: the reader hands it a chunk of the capture and it parses every
 complete record in it, returning the frames as one batch and where it stopped. The per-record loop
-only reads each record's caplen to find the next record; the other header fields are gathered for all
-records of the chunk at once afterwards.
+only follows each record's caplen to the next record, without a check; the records it found are
+checked and their other header fields gathered for the whole chunk at once afterwards.
 """
 
 from __future__ import annotations
@@ -106,43 +106,57 @@ class PcapParser:
             pos += FILE_HEADER_LEN
 
         header_len = self.variant.record_header_len
-        unpack_caplen = self.caplen_field.unpack_from
-        max_caplen = self.max_caplen
+        starts = self._walk(chunk, pos)
+        # The walk checked nothing (the loop is the reader's hot spot): judge the records it found at once.
+        buffer = np.frombuffer(chunk, dtype=np.uint8)
+        positions = np.array(starts, dtype=np.int64)
+        headers = records_at(buffer, positions, self.layout)
+        caplen = headers["caplen"].astype(np.int64)
+        following = positions + header_len + caplen
+        need = header_len
+        stop = False
+        too_long = np.flatnonzero(caplen > self.max_caplen)
+        # Only the last record found can run past the chunk: the walk ends there.
+        incomplete = len(positions) and following[-1] > len(chunk)
+        if len(too_long):
+            count = int(too_long[0])
+            pos = int(positions[count])
+            self._problem(count, chunk_offset + pos, f"caplen {caplen[count]} exceeds the {self.max_caplen}-byte "
+                          "limit; rest of file not read")
+            stop = True
+        elif incomplete:
+            count = len(positions) - 1
+            pos = int(positions[count])
+            need = header_len + int(caplen[count])
+        else:
+            count = len(positions)
+            pos = int(following[-1]) if count else pos
+
+        if not stop and at_eof and pos < len(chunk):
+            self._problem(count, chunk_offset + pos,
+                          f"truncated (needs {need} bytes, the file ends after {len(chunk) - pos})")
+            stop = True
+        self.records += count
+        return Parsed(self._batch(buffer, positions[:count], headers[:count]), pos, need, stop or at_eof)
+
+    def _walk(self, chunk: bytes | bytearray, pos: int) -> list[int]:
+        """Where each record whose header lies in the chunk starts, following caplens from ``pos`` unchecked."""
+        header_len = self.variant.record_header_len
+        caplen_at = self.caplen_field.unpack_from
         last_header = len(chunk) - header_len
         starts: list[int] = []
         append = starts.append
-        need = header_len
-        stop = False
         while pos <= last_header:
-            (caplen,) = unpack_caplen(chunk, pos)
-            if caplen > max_caplen:
-                self._problem(len(starts), chunk_offset + pos,
-                              f"caplen {caplen} exceeds the {max_caplen}-byte limit; rest of file not read")
-                stop = True
-                break
-            following = pos + header_len + caplen
-            if following > len(chunk):
-                need = header_len + caplen
-                break
             append(pos)
-            pos = following
-
-        if not stop and at_eof and pos < len(chunk):
-            self._problem(len(starts), chunk_offset + pos,
-                          f"truncated (needs {need} bytes, the file ends after {len(chunk) - pos})")
-            stop = True
-        self.records += len(starts)
-        return Parsed(self._batch(chunk, starts), pos, need, stop or at_eof)
+            pos += header_len + caplen_at(chunk, pos)[0]
+        return starts
 
     def _problem(self, records_before: int, file_offset: int, what: str) -> None:
         self.report.problems.append(f"record {self.records + records_before + 1} at byte offset {file_offset}: {what}")
 
-    def _batch(self, chunk: bytes | bytearray, starts: list[int]) -> FrameBatch | None:
-        if not starts:
+    def _batch(self, buffer: np.ndarray, positions: np.ndarray, headers: np.ndarray) -> FrameBatch | None:
+        if not len(positions):
             return None
-        buffer = np.frombuffer(chunk, dtype=np.uint8)
-        positions = np.array(starts, dtype=np.int64)
-        headers = records_at(buffer, positions, self.layout)
         caplen = headers["caplen"].astype(np.int32)
         seconds, fraction = headers["sec"].astype(np.int64), headers["frac"].astype(np.int64)
         ts_ns = seconds * 1_000_000_000 + fraction * self.variant.frac_ns
@@ -152,5 +166,5 @@ class PcapParser:
             caplen=caplen,
             wirelen=clamp_wirelen(caplen, headers["wirelen"]),
             ts_ns=ts_ns,
-            linktype=np.full(len(starts), self.linktype, dtype=np.int32),
+            linktype=np.full(len(positions), self.linktype, dtype=np.int32),
         )
