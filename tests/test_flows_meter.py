@@ -11,6 +11,7 @@ from scapy.layers.l2 import Ether
 
 from etbert.capture.frames import FrameBatch
 from etbert.flows.meter import FlowMeter, MeterConfig
+from etbert.flows.schema import TCP_FLAG_NAMES
 from etbert.packets.decode import decode
 
 NS = 1_000_000_000
@@ -76,7 +77,8 @@ def test_tcp_connection_is_one_flow_with_client_as_initiator():
     assert flow["protocol"] == 6 and flow["ip_version"] == 4
     assert flow["fwd_packets"] == 2 + 3 + 2 and flow["bwd_packets"] == 1 + 2 + 1
     assert flow["end_reason"] == "fin"
-    assert flow["syn_count"] == 2 and flow["fin_count"] == 2
+    assert {flag: flow[f"{flag}_count"] for flag in TCP_FLAG_NAMES} == {
+        "fin": 2, "syn": 2, "rst": 0, "psh": 5, "ack": 10, "urg": 0, "ece": 0, "cwr": 0}
     assert flow["fwd_payload_bytes"] == 100 + 50 + 60 and flow["bwd_payload_bytes"] == 1400 + 700
     assert flow["duration"] == pytest.approx(0.02 + 0.05 + 0.03)
     # directions of the first K=10 packets: S, SA, A, then the data, then FIN exchange

@@ -448,6 +448,9 @@ class _SpanBytes:
 
 
 def _zero(out: np.ndarray, spans: _Spans, covered: _SpanBytes) -> None:
+    if not (spans.kind == _CODE[FLOW_LABEL]).any():  # IPv4 only: no byte to keep half of
+        out[covered.position] = 0
+        return
     keep = np.where((spans.kind[covered.span] == _CODE[FLOW_LABEL]) & (covered.index == 0), FLOW_LABEL_KEPT_BITS, 0)
     out[covered.position] &= keep.astype(np.uint8)
 

@@ -505,8 +505,8 @@ class FlowMeter:
         _merge_moments(s, "iat", (seg_slot,), _segment_moments(iat, iat_valid, seg_first))
         self._update_direction_iat(seg_of, seg_slot, direction, ts)
 
-        for bit in range(8):
-            s["flags"][seg_slot, bit] += np.add.reduceat(((flags >> bit) & 1).astype(np.int32), seg_first)
+        bits = np.unpackbits(flags.astype(np.uint8)[:, None], axis=1, bitorder="little")  # column i: flag bit i
+        s["flags"][seg_slot] += np.add.reduceat(bits, seg_first, axis=0, dtype=np.int32)
         s["fragments"][seg_slot] += np.add.reduceat(fragment.astype(np.int32), seg_first)
         s["terminated"][seg_slot] |= np.logical_or.reduceat(closing, seg_first)
         s["last_ns"][seg_slot] = ts[seg_last]
