@@ -20,19 +20,11 @@ from itertools import repeat
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import (
-    change_starts,
-    gather_ranges,
-    last_marked_before,
-    lexsort_ints,
-    previous_in_segment,
-    rank_in_segment,
-    segment_start_positions,
-)
+from etbert.flows.arrays import gather_ranges, lexsort_ints
+from etbert.flows.packet_loop import CUT_REASONS, PacketColumns, meter_packets
 from etbert.flows.schema import FLOW_SCHEMA, TCP_FLAG_NAMES
 from etbert.packets.addresses import format_addresses
 from etbert.packets.batch import PacketBatch, Status
-from etbert.protocols import tcp
 
 NS = 1_000_000_000
 _KEY = np.dtype([("p", "u1"), ("a", "u1", (16,)), ("ap", ">u2"), ("b", "u1", (16,)), ("bp", ">u2")])
@@ -108,6 +100,18 @@ _SLOT_FIELDS = {
     "burst_bytes": (np.int64, (), 0),
 }
 
+# One record per slot: a packet's update in the per-packet loop stays within a few cache lines.
+_SLOT_DTYPE = np.dtype([(name, dtype, shape) for name, (dtype, shape, _) in _SLOT_FIELDS.items()])
+_EMPTY_SLOT = np.zeros((), dtype=_SLOT_DTYPE)
+for _name, (_, _, _empty) in _SLOT_FIELDS.items():
+    _EMPTY_SLOT[_name] = _empty
+_EMPTY_SLOT_BYTES = _EMPTY_SLOT.reshape(1).view(np.uint8)
+
+
+def _slot_bytes(slots: np.ndarray) -> np.ndarray:
+    """The slot records as rows of raw bytes: NumPy gathers and fills those far faster than records."""
+    return slots.view(np.uint8).reshape(len(slots), _SLOT_DTYPE.itemsize)
+
 _PACKET_COLUMNS = ("slot", "rank", "direction", "length", "iat", "flags", "l4", "payload", "bstart", "blen")
 _BURST_COLUMNS = ("slot", "rank", "packets", "bytes")
 
@@ -140,7 +144,7 @@ class FlowMeter:
         self.capture = capture
         self.counters = MeterCounters()
         self._capacity = 0
-        self._slots: dict[str, np.ndarray] = {}
+        self._slots = np.zeros(0, dtype=_SLOT_DTYPE)
         self._free: list[int] = []
         # Open flows by key. Released slots are not deleted from the dict one by one (that loop cost more
         # than the rest of the meter on captures of short flows): an entry counts only while its slot is
@@ -187,26 +191,17 @@ class FlowMeter:
     # ----- slot table ---------------------------------------------------------------------------
 
     def _grow(self, capacity: int) -> None:
-        for name, (dtype, shape, empty) in _SLOT_FIELDS.items():
-            column = np.full((capacity, *shape), empty, dtype=dtype)
-            if name in self._slots:
-                column[: self._capacity] = self._slots[name]
-            self._slots[name] = column
+        slots = np.empty(capacity, dtype=_SLOT_DTYPE)
+        _slot_bytes(slots)[:] = _EMPTY_SLOT_BYTES
+        slots[: self._capacity] = self._slots
+        self._slots = slots
         self._free.extend(range(capacity - 1, self._capacity - 1, -1))
         self._key_of_slot = np.concatenate([self._key_of_slot, np.zeros(capacity - self._capacity, _KEY_BYTES)])
         self._in_use = np.concatenate([self._in_use, np.zeros(capacity - self._capacity, bool)])
         self._capacity = capacity
 
-    def _allocate(self, count: int) -> np.ndarray:
-        while len(self._free) < count:
-            self._grow(self._capacity * 2)
-        taken = self._free[-count:] if count else []
-        del self._free[len(self._free) - count :]
-        return np.array(taken[::-1], dtype=np.int64)
-
     def _release(self, slots: np.ndarray) -> None:
-        for name, (_, _, empty) in _SLOT_FIELDS.items():
-            self._slots[name][slots] = empty
+        _slot_bytes(self._slots)[slots] = _EMPTY_SLOT_BYTES
         self._close(slots)
         self._free.extend(slots.tolist())
         if len(self._slot_of_key) > 2 * self._active + 4096:
@@ -260,7 +255,6 @@ class FlowMeter:
 
     def _meter(self, batch: PacketBatch, selected: np.ndarray, sport_all, dport_all):
         cfg = self.config
-        s = self._slots
         frames = batch.frames
         src = batch.src[selected]
         dst = batch.dst[selected]
@@ -281,255 +275,68 @@ class FlowMeter:
         keys["ap"] = np.where(sender_is_lo, sport, dport)
         keys["b"] = np.where(sender_is_lo[:, None], dst, src)
         keys["bp"] = np.where(sender_is_lo, dport, sport)
-        unique_keys, group_of = _factorize(keys.view(_KEY_BYTES))
-        open_slot_of_group = self._open_slots(unique_keys)
+        unique_keys, group = _factorize(keys.view(_KEY_BYTES))
+        group_slot = self._open_slots(unique_keys)
 
-        # From here on packets are sorted by group, capture order kept inside each group.
-        order = np.argsort(group_of, kind="stable")
-        idx = selected[order]
-        group = group_of[order]
-        sender_is_lo = sender_is_lo[order]
-        sport, dport, src, dst = sport[order], dport[order], src[order], dst[order]
-        ts = frames.ts_ns[idx]
-        flags = batch.tcp_flags[idx].astype(np.int64)
-        is_tcp = batch.protocol[idx] == tcp.PROTOCOL
-        length = batch.ip_len[idx].astype(np.int64)
+        ts = frames.ts_ns[selected]
+        self._clock = int(ts.max()) if self._clock is None else max(self._clock, int(ts.max()))
+        length = batch.ip_len[selected].astype(np.int64)
+        l3 = batch.l3_offset[selected].astype(np.int64)
+        payload_at = batch.payload_offset[selected].astype(np.int64)
+        packets = PacketColumns(
+            group=group, ts=ts, sender_is_lo=sender_is_lo, flags=batch.tcp_flags[selected], protocol=protocol,
+            length=length, payload=np.where(payload_at >= 0, np.maximum(length - (payload_at - l3), 0), 0),
+            fragment=batch.fragment[selected], linktype=frames.linktype[selected],
+            ip_version=batch.ip_version[selected], src=src, dst=dst, sport=sport, dport=dport,
+        )
+        while len(self._free) < len(selected):  # a new flow per packet at most
+            self._grow(self._capacity * 2)
+        free = np.array(self._free[-len(selected):], dtype=np.int64)
+        out = meter_packets(packets, group_slot, free, self._slots, round(cfg.idle_timeout * NS),
+                            round(cfg.active_timeout * NS), round(cfg.close_grace * NS), cfg.max_packets,
+                            cfg.max_bursts)
+        stored, bursts, cuts, taken = out.counts.tolist()
+        del self._free[len(self._free) - taken :]
+
+        self._store_packets(batch, selected[out.stored_packet[:stored]], out.stored_slot[:stored],
+                            out.stored_rank[:stored], out.stored_direction[:stored], out.stored_iat[:stored])
+        if bursts:
+            self._bursts.append(slot=out.burst_slot[:bursts], rank=out.burst_rank[:bursts],
+                                packets=out.burst_packets[:bursts], bytes=out.burst_bytes[:bursts])
+        finished = out.cut_slot[:cuts]
+        self._close(finished)
+        self._open(unique_keys, group_slot)  # every group's last flow stays open under its key
+        return finished, CUT_REASONS[out.cut_reason[:cuts]]
+
+    def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
+        """Keep the first packets of flows with their bytes from the IP header on (capped)."""
+        if not len(idx):
+            return
+        frames = batch.frames
         l3 = batch.l3_offset[idx].astype(np.int64)
         l4 = batch.l4_offset[idx].astype(np.int64)
         payload_at = batch.payload_offset[idx].astype(np.int64)
-        n = len(idx)
-        self._clock = int(ts.max()) if self._clock is None else max(self._clock, int(ts.max()))
-
-        group_first = change_starts(group)
-        open_slot = open_slot_of_group[group]
-        continues_open = group_first & (open_slot >= 0)
-        prev_ts = previous_in_segment(ts, group_first, 0)
-        prev_ts[continues_open] = s["last_ns"][open_slot[continues_open]]
-        has_prev = ~group_first | continues_open
-        gap = np.where(has_prev, ts - prev_ts, 0)
-        idle_gap = has_prev & (gap > cfg.idle_timeout * NS)
-
-        # TCP close: after a FIN/RST, a SYN or a long pause starts a new flow. Whether a flow is closed
-        # depends on earlier cuts, but only through earlier candidates, so "a FIN/RST since the previous
-        # candidate (or the segment start)" decides it without a sequential scan.
-        hard_start = group_first | idle_gap
-        closing = is_tcp & ((flags & (tcp.FIN | tcp.RST)) != 0)
-        syn_only = is_tcp & ((flags & (tcp.SYN | tcp.ACK_FLAG)) == tcp.SYN)
-        candidate = has_prev & ~idle_gap & (syn_only | (gap > cfg.close_grace * NS))
-        anchor = np.maximum(last_marked_before(candidate, hard_start), segment_start_positions(hard_start))
-        closed_since_anchor = last_marked_before(closing, hard_start) >= anchor
-        # The open flow's own FIN/RST counts until the first candidate of the segment continuing it.
-        segment_head = segment_start_positions(hard_start)
-        continuing_head = continues_open[segment_head] & ~idle_gap[segment_head]
-        open_closed = np.zeros(n, dtype=bool)
-        open_closed[continuing_head] = s["terminated"][open_slot[segment_head[continuing_head]]]
-        open_closed_here = open_closed & (last_marked_before(candidate, hard_start) < 0)
-        close_cut = candidate & (closed_since_anchor | open_closed_here)
-        flow_start = (group_first & ~continues_open) | idle_gap | close_cut
-
-        active_cut = self._active_cuts(ts, group_first, flow_start, continues_open, open_slot)
-        flow_start |= active_cut
-        continues = continues_open & ~flow_start  # first packet of a group that extends its open flow
-
-        # Open flows whose group starts a new flow here finish.
-        cut_open = continues_open & flow_start
-        superseded = open_slot[cut_open]
-        self._close(superseded)
-        superseded_reason = _cut_reason(idle_gap[cut_open], active_cut[cut_open])
-
-        # Segments = flows (or pieces of open flows) in this batch.
-        seg_start = flow_start | continues
-        seg_first = np.flatnonzero(seg_start)
-        seg_of = np.cumsum(seg_start) - 1
-        n_seg = len(seg_first)
-        seg_continues = continues[seg_first]
-        seg_slot = np.empty(n_seg, dtype=np.int64)
-        seg_slot[seg_continues] = open_slot[seg_first[seg_continues]]
-        new_seg = ~seg_continues
-        new_slots = self._allocate(int(new_seg.sum()))
-        seg_slot[new_seg] = new_slots
-        slot = seg_slot[seg_of]
-
-        # New flows: the sender of the first packet is the client, unless that packet is a SYN-ACK.
-        first_new = seg_first[new_seg]
-        synack = (flags[first_new] & (tcp.SYN | tcp.ACK_FLAG)) == (tcp.SYN | tcp.ACK_FLAG)
-        client_is_lo = sender_is_lo[first_new] ^ (is_tcp[first_new] & synack)
-        sender_is_client = sender_is_lo[first_new] == client_is_lo
-        s["client_is_lo"][new_slots] = client_is_lo
-        s["start_ns"][new_slots] = ts[first_new]
-        s["linktype"][new_slots] = frames.linktype[idx[first_new]]
-        s["ip_version"][new_slots] = batch.ip_version[idx[first_new]]
-        s["protocol"][new_slots] = batch.protocol[idx[first_new]]
-        s["client_addr"][new_slots] = np.where(sender_is_client[:, None], src[first_new], dst[first_new])
-        s["server_addr"][new_slots] = np.where(sender_is_client[:, None], dst[first_new], src[first_new])
-        s["client_port"][new_slots] = np.where(sender_is_client, sport[first_new], dport[first_new])
-        s["server_port"][new_slots] = np.where(sender_is_client, dport[first_new], sport[first_new])
-
-        direction = (sender_is_lo != s["client_is_lo"][slot]).astype(np.int8)
-        payload = np.where(payload_at >= 0, np.maximum(length - (payload_at - l3), 0), 0)
-        rank = s["packets"][slot].sum(axis=1) + rank_in_segment(seg_start)
-
-        self._store_packets(frames, idx, slot, rank, direction, length, ts, prev_ts, has_prev & ~flow_start,
-                            flags, l3, l4, payload_at)
-        self._update_bursts(seg_start, seg_of, seg_slot, seg_continues, direction, length)
-        self._update_statistics(seg_start, seg_first, seg_slot, seg_of, direction, length, payload, ts, prev_ts,
-                                has_prev & ~flow_start, flags, batch.fragment[idx], closing)
-
-        # The last segment of each group stays open under its key; earlier ones are finished.
-        seg_group = group[seg_first]
-        last_of_group = np.ones(n_seg, dtype=bool)
-        last_of_group[:-1] = seg_group[1:] != seg_group[:-1]
-        self._open(unique_keys[seg_group[last_of_group]], seg_slot[last_of_group])
-        not_last = np.flatnonzero(~last_of_group)
-        done_in_batch = seg_slot[not_last]
-        self._close(done_in_batch)  # a continued open flow may end inside the batch
-        next_first = seg_first[not_last + 1]
-        done_reason = _cut_reason(idle_gap[next_first], active_cut[next_first])
-        return np.concatenate([superseded, done_in_batch]), np.concatenate([superseded_reason, done_reason])
-
-    def _active_cuts(self, ts, group_first, flow_start, continues_open, open_slot) -> np.ndarray:
-        """Extra flow starts where a flow outlives the active timeout (rare: scanned group by group)."""
-        limit = self.config.active_timeout * NS
-        start_ts = np.where(flow_start, ts, 0)
-        start_ts[continues_open & ~flow_start] = self._slots["start_ns"][open_slot[continues_open & ~flow_start]]
-        marks = flow_start | (continues_open & ~flow_start)
-        running_start = start_ts[np.maximum.accumulate(np.where(marks, np.arange(len(ts)), 0))]
-        cuts = np.zeros(len(ts), dtype=bool)
-        late = np.flatnonzero(ts - running_start > limit)
-        if not len(late):
-            return cuts
-        group_starts = np.flatnonzero(group_first)
-        for g in np.unique(np.searchsorted(group_starts, late, side="right") - 1).tolist():
-            lo = group_starts[g]
-            hi = group_starts[g + 1] if g + 1 < len(group_starts) else len(ts)
-            current = running_start[lo]
-            for i in range(lo, hi):
-                if flow_start[i]:
-                    current = ts[i]
-                elif ts[i] - current > limit:
-                    cuts[i] = True
-                    current = ts[i]
-        return cuts
-
-    def _store_packets(self, frames, idx, slot, rank, direction, length, ts, prev_ts, iat_valid, flags, l3, l4,
-                       payload_at) -> None:
-        keep = rank < self.config.max_packets
-        if not keep.any():
-            return
-        frame_start = frames.offset[idx[keep]] + l3[keep]
-        available = frames.caplen[idx[keep]].astype(np.int64) - l3[keep]
+        length = batch.ip_len[idx].astype(np.int64)
+        frame_start = frames.offset[idx] + l3
+        available = frames.caplen[idx].astype(np.int64) - l3
         # stop at the IP length: Ethernet pads short frames to 60 bytes, and those zeros are not the packet's
-        ip_length = length[keep].astype(np.int64)
-        available = np.where(ip_length > 0, np.minimum(available, ip_length), available)
+        available = np.where(length > 0, np.minimum(available, length), available)
         blen = np.clip(available, 0, self.config.max_packet_bytes)
         data, offsets = gather_ranges(frames.buffer, frame_start, blen)
         base = len(self._packet_bytes)
         self._packet_bytes = np.concatenate([self._packet_bytes, data])
         self._packets.append(
-            slot=slot[keep],
-            rank=rank[keep],
-            direction=direction[keep].astype(np.int64),
-            length=length[keep],
-            iat=np.where(iat_valid[keep], ts[keep] - prev_ts[keep], 0),
-            flags=flags[keep],
-            l4=np.where(l4[keep] >= 0, l4[keep] - l3[keep], -1),
-            payload=np.where(payload_at[keep] >= 0, payload_at[keep] - l3[keep], -1),
+            slot=slot,
+            rank=rank,
+            direction=direction,
+            length=length,
+            iat=iat,
+            flags=batch.tcp_flags[idx].astype(np.int64),
+            l4=np.where(l4 >= 0, l4 - l3, -1),
+            payload=np.where(payload_at >= 0, payload_at - l3, -1),
             bstart=offsets[:-1] + base,
             blen=blen,
         )
-
-    def _update_bursts(self, seg_start, seg_of, seg_slot, seg_continues, direction, length) -> None:
-        s = self._slots
-        prev_dir = previous_in_segment(direction, seg_start, -1)
-        run_start = seg_start | (direction != prev_dir)
-        run_first = np.flatnonzero(run_start)
-        run_packets = np.diff(np.r_[run_first, len(direction)])
-        run_bytes = np.add.reduceat(length, run_first)
-        run_dir = direction[run_first]
-        run_seg = seg_of[run_first]
-        run_slot = seg_slot[run_seg]
-        first_run_of_seg = seg_start[run_first]
-        last_run_of_seg = np.ones(len(run_first), dtype=bool)
-        last_run_of_seg[:-1] = run_seg[1:] != run_seg[:-1]
-
-        # The first run of a continuing flow either extends its open burst or closes it.
-        continuing_first = first_run_of_seg & seg_continues[run_seg]
-        extends = continuing_first & (run_dir == s["burst_dir"][run_slot])
-        run_packets[extends] += s["burst_packets"][run_slot[extends]]
-        run_bytes[extends] += s["burst_bytes"][run_slot[extends]]
-        closes_open = continuing_first & ~extends & (s["burst_dir"][run_slot] >= 0)
-        closed_slots = run_slot[closes_open]
-        rows_slot = [closed_slots]
-        rows_rank = [s["bursts_closed"][closed_slots].astype(np.int64)]
-        rows_packets = [s["burst_packets"][closed_slots].astype(np.int64)]
-        rows_bytes = [s["burst_bytes"][closed_slots]]
-        s["bursts_closed"][closed_slots] += 1
-
-        finished_runs = ~last_run_of_seg
-        run_rank = s["bursts_closed"][run_slot] + rank_in_segment(first_run_of_seg)
-        rows_slot.append(run_slot[finished_runs])
-        rows_rank.append(run_rank[finished_runs].astype(np.int64))
-        rows_packets.append(run_packets[finished_runs].astype(np.int64))
-        rows_bytes.append(run_bytes[finished_runs])
-        self._append_bursts(rows_slot, rows_rank, rows_packets, rows_bytes)
-
-        last = last_run_of_seg
-        s["bursts_closed"][run_slot[last]] = run_rank[last]
-        s["burst_dir"][run_slot[last]] = run_dir[last]
-        s["burst_packets"][run_slot[last]] = run_packets[last]
-        s["burst_bytes"][run_slot[last]] = run_bytes[last]
-
-    def _append_bursts(self, slots, ranks, packets, byte_counts) -> None:
-        rank = np.concatenate(ranks)
-        keep = rank < self.config.max_bursts
-        self._bursts.append(
-            slot=np.concatenate(slots)[keep],
-            rank=rank[keep],
-            packets=np.concatenate(packets)[keep],
-            bytes=np.concatenate(byte_counts)[keep],
-        )
-
-    def _update_statistics(self, seg_start, seg_first, seg_slot, seg_of, direction, length, payload, ts, prev_ts,
-                           iat_valid, flags, fragment, closing) -> None:
-        s = self._slots
-        seg_last = np.r_[seg_first[1:], len(ts)] - 1
-        for d in (0, 1):
-            in_dir = direction == d
-            s["packets"][seg_slot, d] += np.add.reduceat(in_dir.astype(np.int64), seg_first)
-            s["bytes"][seg_slot, d] += np.add.reduceat(np.where(in_dir, length, 0), seg_first)
-            s["payload"][seg_slot, d] += np.add.reduceat(np.where(in_dir, payload, 0), seg_first)
-            _merge_moments(s, "len", (seg_slot, d), _segment_moments(length.astype(np.float64), in_dir, seg_first))
-            s["fin_dir"][seg_slot, d] += np.add.reduceat((in_dir & ((flags & tcp.FIN) != 0)).astype(np.int32), seg_first)
-
-        iat = np.where(iat_valid, (ts - prev_ts) / NS, 0.0)
-        _merge_moments(s, "iat", (seg_slot,), _segment_moments(iat, iat_valid, seg_first))
-        self._update_direction_iat(seg_of, seg_slot, direction, ts)
-
-        bits = np.unpackbits(flags.astype(np.uint8)[:, None], axis=1, bitorder="little")  # column i: flag bit i
-        s["flags"][seg_slot] += np.add.reduceat(bits, seg_first, axis=0, dtype=np.int32)
-        s["fragments"][seg_slot] += np.add.reduceat(fragment.astype(np.int32), seg_first)
-        s["terminated"][seg_slot] |= np.logical_or.reduceat(closing, seg_first)
-        s["last_ns"][seg_slot] = ts[seg_last]
-
-    def _update_direction_iat(self, seg_of, seg_slot, direction, ts) -> None:
-        s = self._slots
-        sub_key = seg_of * 2 + direction
-        order = np.argsort(sub_key, kind="stable")
-        sub_key, sub_ts = sub_key[order], ts[order]
-        sub_start = change_starts(sub_key)
-        sub_first = np.flatnonzero(sub_start)
-        sub_slot = seg_slot[sub_key[sub_first] // 2]
-        sub_dir = sub_key[sub_first] % 2
-        prev = previous_in_segment(sub_ts, sub_start, -1)
-        prev[sub_first] = s["dir_last_ns"][sub_slot, sub_dir]
-        valid = prev >= 0
-        diat = np.where(valid, (sub_ts - prev) / NS, 0.0)
-        moments = _segment_moments(diat, valid, sub_first)
-        for d in (0, 1):
-            pick = sub_dir == d
-            _merge_moments(s, "diat", (sub_slot[pick], d), {k: v[pick] for k, v in moments.items()})
-        sub_last = np.r_[sub_first[1:], len(sub_ts)] - 1
-        s["dir_last_ns"][sub_slot, sub_dir] = sub_ts[sub_last]
 
     def _expired(self) -> tuple[np.ndarray, np.ndarray]:
         s = self._slots
@@ -548,7 +355,7 @@ class FlowMeter:
             return None
         why = np.concatenate(reasons)
         s = self._slots
-        s_ = {name: column[slots] for name, column in s.items()}
+        s_ = np.ascontiguousarray(_slot_bytes(s)[slots]).view(_SLOT_DTYPE).reshape(-1)  # the finished flows' records
         reason = np.where(s_["flags"][:, 2] > 0, "rst", np.where(s_["flags"][:, 0] > 0, "fin", why)).astype(object)
 
         position = np.full(self._capacity, -1, dtype=np.int64)
@@ -647,39 +454,6 @@ def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distinct = encoded.dictionary
     data = np.frombuffer(distinct.buffers()[1], dtype=keys.dtype)
     return data[distinct.offset : distinct.offset + len(distinct)], encoded.indices.to_numpy().astype(np.int64)
-
-
-def _cut_reason(idle: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Why a flow ended when the next packet of its 5-tuple started a new one ("closed": by FIN/RST)."""
-    return np.where(idle, "idle", np.where(active, "active", "closed")).astype(object)
-
-
-def _segment_moments(values, valid, starts) -> dict[str, np.ndarray]:
-    """Count, mean, sum of squared deviations, min and max of the valid values of each segment."""
-    n = np.add.reduceat(valid.astype(np.int64), starts)
-    mean = np.add.reduceat(np.where(valid, values, 0.0), starts) / np.maximum(n, 1)
-    segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-    deviation = np.where(valid, values - mean[segment], 0.0)
-    return {
-        "n": n,
-        "mean": mean,
-        "m2": np.add.reduceat(deviation * deviation, starts),
-        "min": np.minimum.reduceat(np.where(valid, values, np.inf), starts),
-        "max": np.maximum.reduceat(np.where(valid, values, -np.inf), starts),
-    }
-
-
-def _merge_moments(s, prefix, where, moments) -> None:
-    n_a, mean_a, m2_a = s[f"{prefix}_n"][where], s[f"{prefix}_mean"][where], s[f"{prefix}_m2"][where]
-    n_b, mean_b, m2_b = moments["n"], moments["mean"], moments["m2"]
-    n = n_a + n_b
-    safe = np.maximum(n, 1)
-    delta = mean_b - mean_a
-    s[f"{prefix}_mean"][where] = mean_a + delta * n_b / safe
-    s[f"{prefix}_m2"][where] = m2_a + m2_b + delta * delta * n_a * n_b / safe
-    s[f"{prefix}_n"][where] = n
-    s[f"{prefix}_min"][where] = np.minimum(s[f"{prefix}_min"][where], moments["min"])
-    s[f"{prefix}_max"][where] = np.maximum(s[f"{prefix}_max"][where], moments["max"])
 
 
 def _moment_columns(s_, prefix, out_prefix, column=None) -> dict[str, np.ndarray]:

@@ -27,8 +27,8 @@ def format_addresses(addresses: np.ndarray) -> pa.StringArray:
     """
     addresses = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, 16)
     v4 = is_ipv4_mapped(addresses)
-    octets = [pc.cast(pa.array(addresses[v4, 12 + i]), pa.string()) for i in range(4)]
-    v4_text = pc.binary_join_element_wise(*octets, ".") if v4.any() else pa.array([], pa.string())
+    octets = addresses[v4, 12:16]
+    v4_text = pc.binary_join_element_wise(*(_OCTET_TEXT.take(pa.array(octets[:, i])) for i in range(4)), ".")
     if v4.all():
         return v4_text
     rows = addresses[~v4].view(np.dtype((np.void, 16))).ravel()
@@ -41,6 +41,12 @@ def format_addresses(addresses: np.ndarray) -> pa.StringArray:
     return pa.concat_arrays([v4_text, v6_text]).take(pa.array(position))
 
 
+_OCTET_TEXT = pa.array([str(octet) for octet in range(256)], pa.string())
+_MAPPED_HIGH = np.uint64(int.from_bytes(IPV4_MAPPED_PREFIX[:8].tobytes(), "big"))
+_MAPPED_LOW = np.uint64(int.from_bytes(IPV4_MAPPED_PREFIX[8:12].tobytes(), "big"))
+
+
 def is_ipv4_mapped(addresses: np.ndarray) -> np.ndarray:
     """Which rows of an (n, 16) uint8 array hold IPv4 addresses."""
-    return (addresses[:, :12] == IPV4_MAPPED_PREFIX).all(axis=1)
+    words = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, 16).view(">u8")
+    return (words[:, 0] == _MAPPED_HIGH) & ((words[:, 1] >> np.uint64(32)) == _MAPPED_LOW)
