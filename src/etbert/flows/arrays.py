@@ -1,51 +1,10 @@
-"""Vectorised building blocks over arrays cut into contiguous segments (one segment per flow or group).
-
-A segmentation is given by a boolean ``starts`` mask: ``starts[i]`` is True where a new segment begins
-(``starts[0]`` is always True for a non-empty array).
-"""
+"""Vectorised array helpers shared by the meter and the dataset stages: packed integer sorting and
+gathering byte ranges out of a buffer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
-
-def change_starts(keys: np.ndarray) -> np.ndarray:
-    """Segment starts of a sorted key array: True where the key differs from the previous one."""
-    starts = np.ones(len(keys), dtype=bool)
-    if len(keys) > 1:
-        starts[1:] = keys[1:] != keys[:-1]
-    return starts
-
-
-def previous_in_segment(values: np.ndarray, starts: np.ndarray, fill) -> np.ndarray:
-    """values shifted by one inside each segment; ``fill`` at segment starts."""
-    shifted = np.empty_like(values)
-    if len(values):
-        shifted[1:] = values[:-1]
-        shifted[starts] = fill
-    return shifted
-
-
-def segment_start_positions(starts: np.ndarray) -> np.ndarray:
-    """For every element, the position of the first element of its segment."""
-    positions = np.where(starts, np.arange(len(starts)), 0)
-    return np.maximum.accumulate(positions) if len(starts) else positions
-
-
-def last_marked_before(marked: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """For every element, the position of the last marked element strictly before it in its segment, else -1."""
-    positions = np.where(marked, np.arange(len(marked)), -1)
-    running = np.maximum.accumulate(positions) if len(marked) else positions
-    before = previous_in_segment(running, starts, -1)
-    # A mark from an earlier segment lies before this segment's start: it does not count.
-    return np.where(before >= segment_start_positions(starts), before, -1)
-
-
-def rank_in_segment(starts: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... restarting at every segment start."""
-    index = np.arange(len(starts))
-    return index - segment_start_positions(starts)
 
 
 def lexsort_ints(keys: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The flow meter: the single place where packets become bidirectional flows.
 
-Work is vectorised per batch: packets are grouped by their direction-free 5-tuple, cut into flows by
-the timeout and TCP-close rules, and their statistics are reduced per flow with NumPy. State carried
-between batches lives in a slot table (one slot per open flow), so memory grows with the number of
-*active* flows, never with the size of the capture.
+Per batch, packets are grouped by their direction-free 5-tuple (NumPy and Arrow), then run in capture
+order through the flow rules and statistics by a compiled loop (`etbert.flows.packet_loop`); finished
+flows become Arrow record batches. State carried between batches lives in a slot table (one record per
+open flow), so memory grows with the number of *active* flows, never with the size of the capture.
 
 Rules that end a flow (defaults follow nfstream):
 - idle timeout: no packet for ``idle_timeout`` seconds;
