@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -251,3 +254,30 @@ def test_a_long_flow_survives_thousands_of_short_flows_ending_around_it():
     assert ports.count(5000) == 1
     assert table.filter(pa.compute.equal(table.column("client_port"), 5000)).column("fwd_packets")[0].as_py() == 41
     assert len(ports) == 1 + 9000  # every short packet a flow: ports 10000..12999 come back 12 s later
+
+
+_HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+_FLAGS = ("S", "SA", "A", "PA", "FA", "R", "")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 400), st.sampled_from(_HOSTS), st.sampled_from(_HOSTS),
+                          st.sampled_from((1000, 2000, 443)), st.booleans(), st.sampled_from(_FLAGS),
+                          st.integers(0, 300)), min_size=1, max_size=40),
+       st.integers(1, 7))
+def test_any_packet_sequence_gives_the_same_flows_whatever_the_batches(spec, batch_size):
+    # Random hosts, ports, flags, sizes and times (out of order too), with timeouts short enough to cut:
+    # every packet lands in exactly one flow, and batch boundaries change nothing.
+    packets = [tcp_packet(t, a, b, sport, 443, flags, bytes(size)) if tcp else udp_packet(t, a, b, sport, 53, bytes(size))
+               for t, a, b, sport, tcp, flags, size in spec]
+    config = MeterConfig(idle_timeout=50, active_timeout=120, close_grace=2)
+    whole = meter_all(packets, config)
+    assert pc.sum(pc.add(whole.column("fwd_packets"), whole.column("bwd_packets"))).as_py() == len(packets)
+    split = meter_all(packets, config, batch_size=batch_size)
+    key = [(name, "ascending") for name in ("start_time", "client_ip", "client_port", "server_ip", "server_port",
+                                            "protocol", "fwd_packets", "bwd_packets")]
+    whole, split = whole.drop(["flow_index"]).sort_by(key), split.drop(["flow_index"]).sort_by(key)
+    for column in whole.column_names:
+        got, expected = split.column(column).to_pylist(), whole.column(column).to_pylist()
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12) if whole.schema.field(column).type == pa.float64() \
+            else got == expected, column
