@@ -10,6 +10,12 @@ Rules that end a flow (defaults follow nfstream):
 - active timeout: the flow has lasted ``active_timeout`` seconds;
 - TCP close: once a FIN or RST was seen, a new SYN (without ACK) or a pause longer than
   ``close_grace`` starts a new flow, while stragglers (the last ACKs) still join the closed one.
+
+Gaps are measured on each flow's own packets, so a capture whose timestamps go backwards (files
+concatenated out of time order) still keeps its flows whole. Between batches, flows expire against
+the latest timestamp seen; where timestamps go back by more than the idle timeout, that expiry may
+end a flow that one batch would have kept together. Captures written in time order meter the same
+whatever the batch boundaries (a property test checks it).
 """
 
 from __future__ import annotations
@@ -157,7 +163,7 @@ class FlowMeter:
         self._packets = _Table(_PACKET_COLUMNS)
         self._packet_bytes = np.zeros(0, dtype=np.uint8)
         self._bursts = _Table(_BURST_COLUMNS)
-        self._clock = np.array([np.iinfo(np.int64).min])  # latest timestamp seen: drives timeouts and expiry
+        self._clock = None  # latest timestamp seen, drives expiry
         self._flow_index = 0
         self._grow(1024)
 
@@ -279,6 +285,7 @@ class FlowMeter:
         group_slot = self._open_slots(unique_keys)
 
         ts = frames.ts_ns[selected]
+        self._clock = int(ts.max()) if self._clock is None else max(self._clock, int(ts.max()))
         length = batch.ip_len[selected].astype(np.int64)
         l3 = batch.l3_offset[selected].astype(np.int64)
         payload_at = batch.payload_offset[selected].astype(np.int64)
@@ -291,8 +298,9 @@ class FlowMeter:
         while len(self._free) < len(selected):  # a new flow per packet at most
             self._grow(self._capacity * 2)
         free = np.array(self._free[-len(selected):], dtype=np.int64)
-        out = meter_packets(packets, group_slot, free, self._slots, self._clock, _ns(cfg.idle_timeout),
-                            _ns(cfg.active_timeout), _ns(cfg.close_grace), cfg.max_packets, cfg.max_bursts)
+        out = meter_packets(packets, group_slot, free, self._slots, round(cfg.idle_timeout * NS),
+                            round(cfg.active_timeout * NS), round(cfg.close_grace * NS), cfg.max_packets,
+                            cfg.max_bursts)
         stored, bursts, cuts, taken = out.counts.tolist()
         del self._free[len(self._free) - taken :]
 
@@ -340,9 +348,8 @@ class FlowMeter:
         s = self._slots
         open_slots = np.flatnonzero(self._in_use)
         last = s["last_ns"][open_slots]
-        # the loop's own rules, applied at the batch's end (see etbert.flows.packet_loop.meter_packets)
-        idle = self._clock[0] - last > _ns(self.config.idle_timeout)
-        closed = s["terminated"][open_slots] & (self._clock[0] - last > _ns(self.config.close_grace))
+        idle = last < self._clock - self.config.idle_timeout * NS
+        closed = s["terminated"][open_slots] & (last < self._clock - self.config.close_grace * NS)
         done = idle | closed
         return open_slots[done], np.where(idle[done], "idle", "closed").astype(object)
 
@@ -441,10 +448,6 @@ class FlowMeter:
             data, offsets = gather_ranges(self._packet_bytes, self._packets["bstart"], self._packets["blen"])
             self._packet_bytes = data
             self._packets.columns["bstart"] = offsets[:-1]
-
-
-def _ns(seconds: float) -> int:
-    return round(seconds * NS)
 
 
 def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

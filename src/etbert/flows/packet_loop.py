@@ -63,22 +63,16 @@ class LoopOutput(NamedTuple):
 
 
 def meter_packets(packets: PacketColumns, group_slot: np.ndarray, free: np.ndarray, table: np.ndarray,
-                  clock: np.ndarray, idle_ns: int, active_ns: int, grace_ns: int, max_packets: int,
-                  max_bursts: int) -> LoopOutput:
+                  idle_ns: int, active_ns: int, grace_ns: int, max_packets: int, max_bursts: int) -> LoopOutput:
     """Run the packets through their flows, in capture order.
 
     ``group_slot[g]``: the slot of group g's open flow, -1 if none; updated in place to the slot open after
     the batch. New flows take slots from the end of ``free`` (it must hold one per packet).
-
-    Time is the capture's clock, ``clock[0]``: the latest timestamp seen so far (updated in place). Timeouts
-    compare it with a flow's latest packet, not the packet's own timestamp, so that timestamps that go
-    backwards (merged captures, clock steps) cut flows exactly as the meter's expiry between batches does,
-    and batch boundaries never change the flows.
     """
     n = len(packets.ts)
     out = LoopOutput(np.zeros(4, np.int64), *(np.empty(n, np.int64) for _ in range(5)),
                      *(np.empty(n, np.int64) for _ in range(4)), np.empty(n, np.int64), np.empty(n, np.int64))
-    _loop(packets, group_slot, free, table, clock, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
+    _loop(packets, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
     return out
 
 
@@ -94,13 +88,11 @@ def _welford(n, mean, m2, low, high, row, x):
 
 
 @njit(cache=True, nogil=True)
-def _loop(p, group_slot, free, table, clock, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
+def _loop(p, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
     stored = bursts = cuts = taken = 0
-    now = clock[0]
     for i in range(len(p.ts)):
         g = p.group[i]
         ts = p.ts[i]
-        now = max(now, ts)
         flags = p.flags[i]
         is_tcp = p.protocol[i] == TCP
         slot = group_slot[g]
@@ -108,14 +100,14 @@ def _loop(p, group_slot, free, table, clock, idle_ns, active_ns, grace_ns, max_p
         # Does this packet continue the open flow of its 5-tuple?
         if slot >= 0:
             s = table[slot]
-            gap = now - s.last_ns
+            gap = ts - s.last_ns
             syn_only = is_tcp and (flags & (SYN | ACK)) == SYN
             reason = -1
             if gap > idle_ns:
                 reason = CUT_IDLE
             elif s.terminated and (syn_only or gap > grace_ns):
                 reason = CUT_CLOSED
-            elif now - s.start_ns > active_ns:
+            elif ts - s.start_ns > active_ns:
                 reason = CUT_ACTIVE
             if reason >= 0:
                 out.cut_slot[cuts] = slot
@@ -193,7 +185,6 @@ def _loop(p, group_slot, free, table, clock, idle_ns, active_ns, grace_ns, max_p
             s.fragments += 1
         if is_tcp and flags & (FIN | RST):
             s.terminated = True
-        s.last_ns = max(s.last_ns, ts) if continues else ts
+        s.last_ns = ts
 
-    clock[0] = now
     out.counts[0], out.counts[1], out.counts[2], out.counts[3] = stored, bursts, cuts, taken
