@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
@@ -16,6 +16,7 @@ from scapy.utils import wrpcap
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
 from etbert.dataset.anonymize import mask_identity_batch
+from etbert.dataset.digest import SEEDS
 from etbert.dataset.layout import DatasetError, read_flows, read_manifest
 from etbert.dataset.prepare import PrepareConfig, PrepareError, _duplicate_keys, prepare
 from etbert.flows.meter import FlowMeter, MeterConfig
@@ -197,7 +198,8 @@ def test_real_ustc_captures(tmp_path):
 
 
 def test_duplicate_keys_digest_the_masked_flow(tmp_path):
-    """The batch digest equals one SHA-256 (first 16 bytes) per flow over protocol, counters and (direction, length, masked bytes)."""
+    """The batch digest equals XXH64 under both seeds (the reference `xxhash` package) per flow over protocol,
+    counters and (direction, length, masked bytes)."""
     packets = tcp_flow("10.0.0.1", "10.0.0.2", 1111, 10.0) + tcp_flow("10.0.0.3", "10.0.0.4", 2222, 20.0, (7, 8))
     wrpcap(str(tmp_path / "two.pcap"), packets)
     meter = FlowMeter(MeterConfig(max_packet_bytes=64))
@@ -207,11 +209,10 @@ def test_duplicate_keys_digest_the_masked_flow(tmp_path):
     masked = mask_identity_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"))
     expected = []
     for row, masked_packets in zip(flows.to_pylist(), masked.to_pylist()):
-        digest = hashlib.sha256()
-        digest.update(bytes([row["protocol"]]))
+        content = bytes([row["protocol"]])
         for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes"):
-            digest.update(row[name].to_bytes(8, "little"))
+            content += row[name].to_bytes(8, "little")
         for direction, packet in zip(row["pkt_direction"], masked_packets):
-            digest.update(bytes([direction]) + len(packet).to_bytes(4, "little") + packet)
-        expected.append(digest.digest()[:16])
+            content += bytes([direction]) + len(packet).to_bytes(4, "little") + packet
+        expected.append(b"".join(xxhash.xxh64_intdigest(content, int(seed)).to_bytes(8, "little") for seed in SEEDS))
     assert flows.num_rows == 2 and _duplicate_keys(flows, masked).tolist() == expected

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import iter_capture_files, read_frames
 from etbert.dataset.anonymize import POLICIES, anonymize_and_mask_batch, anonymize_batch
+from etbert.dataset.digest import DIGEST, digest_ranges
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
 from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
 from etbert.dataset.manifest import build_manifest, write_json
@@ -224,15 +225,15 @@ def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str)
     return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
 
 
-_DIGEST = np.dtype((np.void, 16))
+_DIGEST = DIGEST
 
 
 def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
     """Identity-free fingerprint of each flow sample: what a model sees, minus addresses, ports and counters.
 
-    Per flow, the first 16 bytes of a SHA-256 digest (faster than BLAKE2b where the CPU has SHA
-    instructions) of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian
-    each), then per packet its direction (1 byte), length (4 bytes little-endian) and masked bytes.
+    Per flow, the 128-bit digest of `etbert.dataset.digest` (XXH64 under two seeds) of: protocol (1 byte),
+    fwd/bwd packets and bytes (8 bytes little-endian each), then per packet its direction (1 byte), length
+    (4 bytes little-endian) and masked bytes.
     """
     rows = flows.num_rows
     head = np.zeros((rows, 1 + 4 * 8), dtype=np.uint8)
@@ -267,10 +268,7 @@ def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
     flow_end = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(head.shape[1] + packet_head.shape[1] * np.diff(list_offsets) + np.diff(byte_offsets[list_offsets]),
               out=flow_end[1:])
-    view = memoryview(joined)
-    digests = b"".join([hashlib.sha256(view[a:b]).digest()[:16]
-                        for a, b in zip(flow_end[:-1].tolist(), flow_end[1:].tolist())])
-    return np.frombuffer(digests, dtype=_DIGEST)
+    return digest_ranges(joined, flow_end)
 
 
 def capture_seed(seed: int, name: str) -> int:
