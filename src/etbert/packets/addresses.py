@@ -22,23 +22,22 @@ def format_address(address: np.ndarray | bytes) -> str:
 def format_addresses(addresses: np.ndarray) -> pa.StringArray:
     """Text of each row of an (n, 16) uint8 array, as an Arrow string array.
 
-    IPv4 rows are joined from their four decimal octets by Arrow in one pass (captures with per-packet
-    anonymised addresses have as many distinct addresses as flows); IPv6 rows are formatted once each.
+    Each distinct address is formatted once (Arrow's hash encoding finds them): IPv4 ones joined from
+    their four decimal octets by Arrow in one pass, IPv6 ones by the standard library.
     """
     addresses = np.ascontiguousarray(addresses, dtype=np.uint8).reshape(-1, 16)
-    v4 = is_ipv4_mapped(addresses)
-    octets = addresses[v4, 12:16]
+    encoded = pa.Array.from_buffers(pa.binary(16), len(addresses), [None, pa.py_buffer(addresses)]).dictionary_encode()
+    distinct = np.frombuffer(encoded.dictionary.buffers()[1], dtype=np.uint8).reshape(-1, 16)
+    distinct = distinct[encoded.dictionary.offset : encoded.dictionary.offset + len(encoded.dictionary)]
+    v4 = is_ipv4_mapped(distinct)
+    octets = distinct[v4, 12:16]
     v4_text = pc.binary_join_element_wise(*(_OCTET_TEXT.take(pa.array(octets[:, i])) for i in range(4)), ".")
-    if v4.all():
-        return v4_text
-    rows = addresses[~v4].view(np.dtype((np.void, 16))).ravel()
-    distinct, inverse = np.unique(rows, return_inverse=True)
-    v6_text = pa.array([format_address(row.tobytes()) for row in distinct], pa.string()).take(inverse.reshape(-1))
-    # Row i is element position[i] of the v4 texts followed by the v6 texts.
-    position = np.empty(len(addresses), dtype=np.int64)
+    v6_text = pa.array([format_address(row.tobytes()) for row in distinct[~v4]], pa.string())
+    # Distinct address i is element position[i] of the v4 texts followed by the v6 texts.
+    position = np.empty(len(distinct), dtype=np.int64)
     position[v4] = np.arange(v4.sum())
     position[~v4] = v4.sum() + np.arange((~v4).sum())
-    return pa.concat_arrays([v4_text, v6_text]).take(pa.array(position))
+    return pa.concat_arrays([v4_text, v6_text]).take(pa.array(position[encoded.indices.to_numpy()]))
 
 
 _OCTET_TEXT = pa.array([str(octet) for octet in range(256)], pa.string())
