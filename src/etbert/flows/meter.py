@@ -123,23 +123,72 @@ _BURST_COLUMNS = ("slot", "rank", "packets", "bytes")
 
 
 class _Table:
-    """Column arrays of equal length, appended to and filtered as a whole."""
+    """Rows of equal-length int64 columns (kept packets or closed bursts of open flows).
+
+    Appending is amortised O(1): the capacity doubles. Rows taken out are only marked dead, and the dead
+    are dropped when they outnumber the live ones, so that a batch costs no copy of every open flow's rows.
+    """
 
     def __init__(self, columns: tuple[str, ...]):
-        self.columns = {name: np.zeros(0, dtype=np.int64) for name in columns}
+        self.names = columns
+        self.data = {name: np.zeros(1024, dtype=np.int64) for name in columns}
+        self.alive = np.zeros(1024, dtype=bool)
+        self.size = 0  # rows in use, dead ones included
+        self.dead = 0
 
     def append(self, **values: np.ndarray) -> None:
-        for name in self.columns:
-            self.columns[name] = np.concatenate([self.columns[name], values[name]])
+        count = len(values[self.names[0]])
+        if self.size + count > len(self.alive):
+            capacity = max(2 * len(self.alive), self.size + count)
+            for name in self.names:
+                self.data[name] = np.concatenate([self.data[name][: self.size], np.zeros(capacity - self.size, np.int64)])
+            self.alive = np.concatenate([self.alive[: self.size], np.zeros(capacity - self.size, dtype=bool)])
+        for name in self.names:
+            self.data[name][self.size : self.size + count] = values[name]
+        self.alive[self.size : self.size + count] = True
+        self.size += count
 
     def take(self, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Remove the rows where mask is True and return them."""
-        taken = {name: column[mask] for name, column in self.columns.items()}
-        self.columns = {name: column[~mask] for name, column in self.columns.items()}
+        """Remove the live rows where ``mask`` (over the rows in use) is True and return them."""
+        rows = np.flatnonzero(mask & self.alive[: self.size])
+        taken = {name: self.data[name][rows] for name in self.names}
+        self.alive[rows] = False
+        self.dead += len(rows)
+        if self.dead > self.size - self.dead + 4096:
+            live = np.flatnonzero(self.alive[: self.size])
+            for name in self.names:
+                self.data[name][: len(live)] = self.data[name][live]
+            self.alive[: self.size] = False
+            self.alive[: len(live)] = True
+            self.size, self.dead = len(live), 0
         return taken
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.columns[name]
+        """The column over the rows in use, dead ones included (see ``live``)."""
+        return self.data[name][: self.size]
+
+    @property
+    def live(self) -> np.ndarray:
+        return self.alive[: self.size]
+
+
+class _ByteStore:
+    """The kept packets' bytes, appended batch by batch (capacity doubles, so appending is amortised O(1))."""
+
+    def __init__(self):
+        self.data = np.zeros(1 << 16, dtype=np.uint8)
+        self.used = 0
+
+    def append(self, data: np.ndarray) -> int:
+        """Store ``data``; returns where it starts."""
+        if self.used + len(data) > len(self.data):
+            grown = np.zeros(max(2 * len(self.data), self.used + len(data)), dtype=np.uint8)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        start = self.used
+        self.data[start : start + len(data)] = data
+        self.used += len(data)
+        return start
 
 
 class FlowMeter:
@@ -161,7 +210,7 @@ class FlowMeter:
         self._active = 0
         self._fragment_ports: dict[tuple, tuple[int, int]] = {}
         self._packets = _Table(_PACKET_COLUMNS)
-        self._packet_bytes = np.zeros(0, dtype=np.uint8)
+        self._packet_bytes = _ByteStore()
         self._bursts = _Table(_BURST_COLUMNS)
         self._clock = None  # latest timestamp seen, drives expiry
         self._flow_index = 0
@@ -283,6 +332,7 @@ class FlowMeter:
         keys["bp"] = np.where(sender_is_lo, dport, sport)
         unique_keys, group = _factorize(keys.view(_KEY_BYTES))
         group_slot = self._open_slots(unique_keys)
+        open_before = group_slot.copy()
 
         ts = frames.ts_ns[selected]
         self._clock = int(ts.max()) if self._clock is None else max(self._clock, int(ts.max()))
@@ -311,7 +361,9 @@ class FlowMeter:
                                 packets=out.burst_packets[:bursts], bytes=out.burst_bytes[:bursts])
         finished = out.cut_slot[:cuts]
         self._close(finished)
-        self._open(unique_keys, group_slot)  # every group's last flow stays open under its key
+        # Every group's last flow stays open under its key; only new ones need recording.
+        opened = group_slot != open_before
+        self._open(unique_keys[opened], group_slot[opened])
         return finished, CUT_REASONS[out.cut_reason[:cuts]]
 
     def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
@@ -329,8 +381,7 @@ class FlowMeter:
         available = np.where(length > 0, np.minimum(available, length), available)
         blen = np.clip(available, 0, self.config.max_packet_bytes)
         data, offsets = gather_ranges(frames.buffer, frame_start, blen)
-        base = len(self._packet_bytes)
-        self._packet_bytes = np.concatenate([self._packet_bytes, data])
+        base = self._packet_bytes.append(data)
         self._packets.append(
             slot=slot,
             rank=rank,
@@ -412,7 +463,7 @@ class FlowMeter:
         ):
             columns[name] = pa.ListArray.from_arrays(packet_offsets, pa.array(packets[source], dtype))
         columns["pkt_iat"] = pa.ListArray.from_arrays(packet_offsets, pa.array(packets["iat"] / NS))
-        data, byte_offsets = gather_ranges(self._packet_bytes, packets["bstart"], packets["blen"])
+        data, byte_offsets = gather_ranges(self._packet_bytes.data, packets["bstart"], packets["blen"])
         binary = pa.Array.from_buffers(
             pa.binary(), len(byte_offsets) - 1, [None, pa.py_buffer(byte_offsets.astype(np.int32)), pa.py_buffer(data)]
         )
@@ -443,11 +494,14 @@ class FlowMeter:
 
     def _compact_packet_bytes(self) -> None:
         """Drop bytes of emitted packets once they outweigh the live ones (amortised O(1) per byte)."""
-        live = int(self._packets["blen"].sum())
-        if len(self._packet_bytes) > 2 * live + (1 << 20):
-            data, offsets = gather_ranges(self._packet_bytes, self._packets["bstart"], self._packets["blen"])
-            self._packet_bytes = data
-            self._packets.columns["bstart"] = offsets[:-1]
+        live = self._packets.live
+        live_bytes = int(self._packets["blen"][live].sum())
+        if self._packet_bytes.used > 2 * live_bytes + (1 << 20):
+            data, offsets = gather_ranges(self._packet_bytes.data[: self._packet_bytes.used],
+                                          self._packets["bstart"][live], self._packets["blen"][live])
+            self._packet_bytes = _ByteStore()
+            self._packet_bytes.append(data)
+            self._packets["bstart"][np.flatnonzero(live)] = offsets[:-1]
 
 
 def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
