@@ -48,17 +48,10 @@ def _rotl(x, r):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _read64(data, at):
+def _read_le(data, at, width):
+    """The ``width`` bytes at ``at`` as a little-endian unsigned integer."""
     value = np.uint64(0)
-    for j in range(8):
-        value |= np.uint64(data[at + j]) << np.uint64(8 * j)
-    return value
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _read32(data, at):
-    value = np.uint64(0)
-    for j in range(4):
+    for j in range(width):
         value |= np.uint64(data[at + j]) << np.uint64(8 * j)
     return value
 
@@ -83,10 +76,10 @@ def _xxh64(data, start, stop, seed):
         v3 = seed
         v4 = seed - _P1
         while at + 32 <= stop:
-            v1 = _round(v1, _read64(data, at))
-            v2 = _round(v2, _read64(data, at + 8))
-            v3 = _round(v3, _read64(data, at + 16))
-            v4 = _round(v4, _read64(data, at + 24))
+            v1 = _round(v1, _read_le(data, at, 8))
+            v2 = _round(v2, _read_le(data, at + 8, 8))
+            v3 = _round(v3, _read_le(data, at + 16, 8))
+            v4 = _round(v4, _read_le(data, at + 24, 8))
             at += 32
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         h = _merge(h, v1)
@@ -97,11 +90,11 @@ def _xxh64(data, start, stop, seed):
         h = seed + _P5
     h += np.uint64(length)
     while at + 8 <= stop:
-        h ^= _round(np.uint64(0), _read64(data, at))
+        h ^= _round(np.uint64(0), _read_le(data, at, 8))
         h = _rotl(h, 27) * _P1 + _P4
         at += 8
     if at + 4 <= stop:
-        h ^= _read32(data, at) * _P1
+        h ^= _read_le(data, at, 4) * _P1
         h = _rotl(h, 23) * _P2 + _P3
         at += 4
     while at < stop:
