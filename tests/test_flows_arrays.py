@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etbert.flows.arrays import lexsort_ints
+from etbert.flows.arrays import factorize, lexsort_ints
 
 widths = st.sampled_from([1, 2, 8, 17, 32, 63])
 
@@ -22,3 +22,12 @@ def test_lexsort_ints_orders_as_lexsort(data, rows, key_widths):
 def test_lexsort_ints_refuses_negative_keys():
     with pytest.raises(ValueError):
         lexsort_ints((np.array([1, -1]),))
+
+
+@given(st.lists(st.binary(min_size=3, max_size=3), max_size=40))
+def test_factorize_gives_distinct_keys_in_order_of_appearance(values):
+    keys = np.array(values, dtype="V3")
+    distinct, codes = factorize(keys)
+    first_seen = list(dict.fromkeys(values))
+    assert distinct.tolist() == first_seen
+    assert [first_seen[c] for c in codes.tolist()] == values

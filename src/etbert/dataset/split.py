@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from etbert.flows.arrays import factorize
+
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("flow", "capture", "time")
 FRACTION_TOLERANCE = 1e-6
@@ -72,13 +74,11 @@ def duplicate_mask(keys, labels=None) -> tuple[np.ndarray, DuplicateReport]:
 def _first_row_of_key(keys) -> np.ndarray:
     """For each row, the first row with the same key (hash-based: Arrow's dictionary encoding)."""
     if isinstance(keys, np.ndarray) and keys.dtype.kind in "VS" and keys.dtype.itemsize:
-        keys = np.ascontiguousarray(keys)
-        array = pa.Array.from_buffers(pa.binary(keys.dtype.itemsize), len(keys), [None, pa.py_buffer(keys)])
+        _, codes = factorize(keys)
     else:
-        array = pa.array(list(keys), pa.binary())
-    if not len(array):
+        codes = pa.array(list(keys), pa.binary()).dictionary_encode().indices.to_numpy()
+    if not len(codes):
         return np.zeros(0, dtype=np.int64)
-    codes = array.dictionary_encode().indices.to_numpy()
     _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
     return first[inverse.reshape(-1)]
 

@@ -7,6 +7,20 @@ import numpy as np
 import pyarrow as pa
 
 
+def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a 1-D array of fixed-width keys (``V`` or ``S`` dtype), in order of first
+    appearance, and each key's index among them.
+
+    Arrow's hash-based dictionary encoding: about 10x faster than sorting wide keys with np.unique.
+    """
+    keys = np.ascontiguousarray(keys)
+    encoded = pa.Array.from_buffers(pa.binary(keys.dtype.itemsize), len(keys), [None, pa.py_buffer(keys)])
+    encoded = encoded.dictionary_encode()
+    distinct = encoded.dictionary
+    data = np.frombuffer(distinct.buffers()[1] or b"", dtype=keys.dtype)
+    return data[distinct.offset : distinct.offset + len(distinct)], encoded.indices.to_numpy().astype(np.int64)
+
+
 def lexsort_ints(keys: tuple[np.ndarray, ...]) -> np.ndarray:
     """``np.lexsort(keys)`` (last key primary, stable) for keys of non-negative integers.
 

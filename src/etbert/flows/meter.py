@@ -26,7 +26,7 @@ from itertools import repeat
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import gather_ranges, lexsort_ints
+from etbert.flows.arrays import factorize, gather_ranges, lexsort_ints
 from etbert.flows.packet_loop import CUT_REASONS, PacketColumns, meter_packets
 from etbert.flows.schema import FLOW_SCHEMA, TCP_FLAG_NAMES
 from etbert.packets.addresses import format_addresses
@@ -330,7 +330,7 @@ class FlowMeter:
         keys["ap"] = np.where(sender_is_lo, sport, dport)
         keys["b"] = np.where(sender_is_lo[:, None], dst, src)
         keys["bp"] = np.where(sender_is_lo, dport, sport)
-        unique_keys, group = _factorize(keys.view(_KEY_BYTES))
+        unique_keys, group = factorize(keys.view(_KEY_BYTES))
         group_slot = self._open_slots(unique_keys)
         open_before = group_slot.copy()
 
@@ -502,18 +502,6 @@ class FlowMeter:
             self._packet_bytes = _ByteStore()
             self._packet_bytes.append(data)
             self._packets["bstart"][np.flatnonzero(live)] = offsets[:-1]
-
-
-def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct keys (in order of first appearance) and each key's index among them.
-
-    Arrow's hash-based dictionary encoding, about 10x faster than sorting 37-byte keys with np.unique.
-    """
-    encoded = pa.Array.from_buffers(pa.binary(keys.dtype.itemsize), len(keys), [None, pa.py_buffer(keys)])
-    encoded = encoded.dictionary_encode()
-    distinct = encoded.dictionary
-    data = np.frombuffer(distinct.buffers()[1], dtype=keys.dtype)
-    return data[distinct.offset : distinct.offset + len(distinct)], encoded.indices.to_numpy().astype(np.int64)
 
 
 def _moment_columns(s_, prefix, out_prefix, column=None) -> dict[str, np.ndarray]:
