@@ -34,18 +34,9 @@ from etbert.dataset import identity_loop
 POLICIES = ("strict", "seed-004", "none")
 DEFAULT_POLICY = "strict"
 
-IP_ADDR = "ip_addr"
-IP_ID = "ip_id"
-PORT = "port"
-CHECKSUM = "checksum"
-TCP_SEQ = "tcp_seq"
-TCP_ACK = "tcp_ack"
-TCP_SACK = "tcp_sack"
-TCP_TIMESTAMP = "tcp_timestamp"
-FLOW_LABEL = "flow_label"
+KINDS = identity_loop.KIND_NAMES  # index = the field's code in the compiled walk
+IP_ADDR, IP_ID, PORT, CHECKSUM, TCP_SEQ, TCP_ACK, TCP_SACK, TCP_TIMESTAMP, FLOW_LABEL = KINDS
 
-# Index = the field's code in etbert.dataset.identity_loop.
-KINDS = (IP_ADDR, IP_ID, PORT, CHECKSUM, TCP_SEQ, TCP_ACK, TCP_SACK, TCP_TIMESTAMP, FLOW_LABEL)
 RANDOMISED = frozenset({IP_ADDR, IP_ID, PORT})  # what seed-004 replaces
 
 Span = tuple[int, int, str]

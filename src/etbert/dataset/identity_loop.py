@@ -13,8 +13,10 @@ from numba import njit
 
 from etbert.protocols import ipv4, ipv6, tcp, udp
 
-# Field kinds, numbered as anonymize.KINDS lists them.
-IP_ADDR, IP_ID, PORT, CHECKSUM, TCP_SEQ, TCP_ACK, TCP_SACK, TCP_TIMESTAMP, FLOW_LABEL = range(9)
+# Field kinds: their names (anonymize's public ones) and, by position, their codes here.
+KIND_NAMES = ("ip_addr", "ip_id", "port", "checksum", "tcp_seq", "tcp_ack", "tcp_sack", "tcp_timestamp",
+              "flow_label")
+IP_ADDR, IP_ID, PORT, CHECKSUM, TCP_SEQ, TCP_ACK, TCP_SACK, TCP_TIMESTAMP, FLOW_LABEL = range(len(KIND_NAMES))
 # What a policy does to the fields it does not replace (anonymize.POLICIES in that order, plus masking).
 STRICT, SEED_004, NONE = range(3)
 

@@ -176,7 +176,7 @@ def meter_capture(
         part=str(part) if writer is not None else None,
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=object),
         start_times=np.concatenate(start_times) if start_times else np.zeros(0),
-        duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=_DIGEST),
+        duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=DIGEST),
         packet_counts=np.concatenate(packet_counts).astype(np.int64) if packet_counts else np.zeros(0, np.int64),
     )
 
@@ -223,9 +223,6 @@ def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str)
     columns = [flows.column(name).to_pylist() for name in ("protocol", "client_ip", "client_port", "server_ip",
                                                             "server_port")]
     return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
-
-
-_DIGEST = DIGEST
 
 
 def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
@@ -285,7 +282,7 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
     labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results])
     captures = np.repeat(np.array([r.capture for r in results], dtype=object), [len(r.labels) for r in results])
     start_times = np.concatenate([np.zeros(0)] + [r.start_times for r in results])
-    keys = np.concatenate([np.zeros(0, dtype=_DIGEST)] + [r.duplicate_keys for r in results])
+    keys = np.concatenate([np.zeros(0, dtype=DIGEST)] + [r.duplicate_keys for r in results])
 
     duplicates, duplicate_report = duplicate_mask(keys, labels)
     keep = ~duplicates
