@@ -228,7 +228,8 @@ class PcapngParser:
             option = value + (size + 3) // 4 * 4
         self.interfaces.append(Interface(order, linktype, snaplen, tsresol, tsoffset_ns))
 
-    def _batch(self, chunk: bytes | bytearray, starts: list[int], owners: list[int], simple_rows: list[int]) -> FrameBatch | None:
+    def _batch(self, chunk: bytes | bytearray, starts: list[int], owners: list[int],
+               simple_rows: list[int]) -> FrameBatch | None:
         if not starts:
             return None
         buffer = np.frombuffer(chunk, dtype=np.uint8)

@@ -135,7 +135,8 @@ def anonymize_and_mask_batch(
     return packets.with_data(anonymized), packets.with_data(masked)
 
 
-def _rewrite(packets: _Packets, directions: np.ndarray, policy: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rewrite(packets: _Packets, directions: np.ndarray, policy: str,
+             seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The packets' bytes under ``policy`` and with every identity field zeroed."""
     anonymized = packets.data.copy()
     masked = packets.data.copy()

@@ -141,7 +141,9 @@ class _Table:
         if self.size + count > len(self.alive):
             capacity = max(2 * len(self.alive), self.size + count)
             for name in self.names:
-                self.data[name] = np.concatenate([self.data[name][: self.size], np.zeros(capacity - self.size, np.int64)])
+                grown = np.zeros(capacity, dtype=np.int64)
+                grown[: self.size] = self.data[name][: self.size]
+                self.data[name] = grown
             self.alive = np.concatenate([self.alive[: self.size], np.zeros(capacity - self.size, dtype=bool)])
         for name in self.names:
             self.data[name][self.size : self.size + count] = values[name]
