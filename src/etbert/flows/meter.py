@@ -138,13 +138,9 @@ class _Table:
 
     def append(self, **values: np.ndarray) -> None:
         count = len(values[self.names[0]])
-        if self.size + count > len(self.alive):
-            capacity = max(2 * len(self.alive), self.size + count)
-            for name in self.names:
-                grown = np.zeros(capacity, dtype=np.int64)
-                grown[: self.size] = self.data[name][: self.size]
-                self.data[name] = grown
-            self.alive = np.concatenate([self.alive[: self.size], np.zeros(capacity - self.size, dtype=bool)])
+        for name in self.names:
+            self.data[name] = _room_for(self.data[name], self.size, count)
+        self.alive = _room_for(self.alive, self.size, count)
         for name in self.names:
             self.data[name][self.size : self.size + count] = values[name]
         self.alive[self.size : self.size + count] = True
@@ -174,6 +170,16 @@ class _Table:
         return self.alive[: self.size]
 
 
+def _room_for(array: np.ndarray, used: int, count: int) -> np.ndarray:
+    """``array`` (its first ``used`` entries in use) with room for ``count`` more: itself, or a copy of at
+    least twice the size, so that appending is amortised O(1)."""
+    if used + count <= len(array):
+        return array
+    grown = np.zeros(max(2 * len(array), used + count), dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
 class _ByteStore:
     """The kept packets' bytes, appended batch by batch (capacity doubles, so appending is amortised O(1))."""
 
@@ -183,10 +189,7 @@ class _ByteStore:
 
     def append(self, data: np.ndarray) -> int:
         """Store ``data``; returns where it starts."""
-        if self.used + len(data) > len(self.data):
-            grown = np.zeros(max(2 * len(self.data), self.used + len(data)), dtype=np.uint8)
-            grown[: self.used] = self.data[: self.used]
-            self.data = grown
+        self.data = _room_for(self.data, self.used, len(data))
         start = self.used
         self.data[start : start + len(data)] = data
         self.used += len(data)
