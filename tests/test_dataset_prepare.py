@@ -161,6 +161,15 @@ def test_existing_output_and_missing_input_are_clear_errors(corpus, tmp_path):
     assert read_manifest(tmp_path / "ds")["split"] == "time"
 
 
+def test_input_without_any_capture_is_a_clear_error_and_writes_nothing(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.pcap").write_bytes(b"")
+    (tmp_path / "in" / "notes.txt").write_text("not a capture")
+    with pytest.raises(PrepareError, match=r"no pcap or pcapng capture in .*empty\.pcap: empty file"):
+        prepare(tmp_path / "in", tmp_path / "ds", PrepareConfig())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]  # no dataset, no staging left behind
+
+
 def test_interrupted_prepare_leaves_nothing_that_looks_complete(corpus, tmp_path):
     def interrupt(done, total):
         raise KeyboardInterrupt

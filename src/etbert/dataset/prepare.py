@@ -101,6 +101,9 @@ def prepare(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
         results = _meter_all(captures, root, staging, config, label_source, on_progress)
+        if not any(result.report.is_capture for result in results):
+            problems = "; ".join(f"{r.capture}: {p}" for r in results for p in r.report.problems[:1])
+            raise PrepareError(f"no pcap or pcapng capture in {input_path} ({problems})")
         manifest = _finish(results, staging, config, input_path, label_source)
         _publish(staging, output)
     except BaseException:
