@@ -1,11 +1,12 @@
 """Frames/s of each stage of `prepare` on its own, on one core: reading pcap and pcapng, decoding, metering,
-anonymising (strict, with the identity mask for duplicate keys) and the duplicate digest.
+and anonymising (strict) with the duplicate keys (the digest of each flow's masked form).
 
     taskset -c 0 .venv/bin/python benchmarks/bench_stages.py [CAPTURE] [--repeat 20] [--runs 3]
 
 Default input: ../shared/data/ustc-tfc2016/Tinba.pcap (two packets a flow: the meter's worst case), tiled
 --repeat times. Each figure is the best of --runs after a warm-up. The script uses only functions that
-existed before the compiled loops, so the same file can time an older checkout (copy it there).
+existed before the compiled loops, so the same file can time an older checkout (copy it there): where
+anonymisation and the duplicate keys were two steps, it times both.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import numpy as np
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
-from etbert.dataset.anonymize import anonymize_batch, mask_identity_batch
-from etbert.dataset.prepare import _duplicate_keys
+from etbert.dataset import prepare
 from etbert.flows.meter import FlowMeter
 from etbert.packets.decode import decode
 
@@ -37,6 +37,18 @@ def as_pcapng(pcap: Path, out: Path) -> None:
         writer = dpkt.pcapng.Writer(target, linktype=dpkt.pcap.DLT_EN10MB)
         for ts, buf in dpkt.pcap.Reader(source):
             writer.writepkt(buf, ts)
+
+
+def anonymize_and_key(flows):
+    """Strict anonymisation and the duplicate keys of one batch of flows, as `prepare` computes them."""
+    if hasattr(prepare, "anonymize_and_key"):
+        return prepare.anonymize_and_key(flows, "strict", 0)
+    from etbert.dataset.anonymize import anonymize_batch, mask_identity_batch  # older checkouts: two steps
+
+    pkt_bytes, l4, directions = flows.column("pkt_bytes"), flows.column("pkt_l4_offset"), flows.column("pkt_direction")
+    seeds = flows.column("flow_index").to_numpy().astype(np.uint64)
+    return anonymize_batch(pkt_bytes, l4, directions, "strict", seeds), \
+        prepare._duplicate_keys(flows, mask_identity_batch(pkt_bytes, l4))
 
 
 def best_of(runs: int, timed) -> float:
@@ -74,18 +86,12 @@ def main() -> None:
             return [flows for flows in out if flows is not None and flows.num_rows]
 
         flows = meter()
-        columns = [(f.column("pkt_bytes"), f.column("pkt_l4_offset"), f.column("pkt_direction"),
-                    f.column("flow_index").to_numpy().astype(np.uint64)) for f in flows]
-        masked = [mask_identity_batch(b, l4) for b, l4, _, _ in columns]
-
         stages = {
             "pcap reader": lambda: read(pcap),
             "pcapng reader": lambda: read(pcapng),
             "packet decoder": lambda: [decode(batch) for batch in batches],
             "flow meter": meter,
-            "anonymise strict + mask": lambda: [(anonymize_batch(b, l4, d, "strict", s), mask_identity_batch(b, l4))
-                                                for b, l4, d, s in columns],
-            "duplicate digest": lambda: [_duplicate_keys(f, m) for f, m in zip(flows, masked)],
+            "anonymise + duplicate keys": lambda: [anonymize_and_key(f) for f in flows],
         }
         for name, timed in stages.items():
             print(f"  {name:26} {frames / best_of(args.runs, timed) / 1e6:6.2f} M frames/s")

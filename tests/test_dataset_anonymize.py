@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP, IPOption_RR
@@ -20,13 +21,14 @@ from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
 from etbert.dataset.anonymize import (
     POLICIES,
-    anonymize_and_mask_batch,
+    anonymize_and_digest_batch,
     anonymize_batch,
     anonymize_flow,
     identity_fields,
     mask_identity,
     mask_identity_batch,
 )
+from etbert.dataset.digest import SEEDS
 from etbert.dataset.layout import read_flows
 from etbert.dataset.prepare import PrepareConfig, prepare
 from etbert.flows.meter import FlowMeter, MeterConfig
@@ -379,6 +381,12 @@ def batch_columns(flows):
             pa.array([list(d) for _, _, d in flows], pa.list_(pa.int8())))
 
 
+def framed_digest(*pieces) -> bytes:
+    """The reference digest (the `xxhash` package) of ``pieces`` (bytes, or lists of bytes) back to back."""
+    content = b"".join(piece if isinstance(piece, bytes) else b"".join(piece) for piece in pieces)
+    return b"".join(xxhash.xxh64_intdigest(content, int(seed)).to_bytes(8, "little") for seed in SEEDS)
+
+
 def assert_batch_matches_flows(flows, seeds):
     pkt_bytes, l4, directions = batch_columns(flows)
     masked = mask_identity_batch(pkt_bytes, l4).to_pylist()
@@ -388,8 +396,15 @@ def assert_batch_matches_flows(flows, seeds):
         assert [len(r) for r in result.to_pylist()] == [len(p) for p, _, _ in flows]
         expected = [anonymize_flow(list(p), list(o), list(d), policy, int(s)) for (p, o, d), s in zip(flows, seeds)]
         assert result.to_pylist() == expected
-        both = anonymize_and_mask_batch(pkt_bytes, l4, directions, policy, seeds)
-        assert both[0].to_pylist() == expected and both[1].to_pylist() == masked
+        # With digests: the same bytes, and per flow the digest of its heads and masked packets.
+        flow_heads = np.arange(len(flows) * 3, dtype=np.uint8).reshape(len(flows), 3)
+        packet_count = sum(len(p) for p, _, _ in flows)
+        packet_heads = np.frombuffer(policy.encode()[:2] * packet_count, dtype=np.uint8).reshape(packet_count, 2)
+        anonymized, digests = anonymize_and_digest_batch(pkt_bytes, l4, directions, policy, seeds, flow_heads,
+                                                         packet_heads)
+        assert anonymized.to_pylist() == expected
+        assert digests.tolist() == [framed_digest(bytes(head), [policy.encode()[:2] + p for p in packets])
+                                    for head, packets in zip(flow_heads, masked)]
         # A slice of the batch (non-zero Arrow offsets) gives the slice of the result.
         if len(flows) > 2:
             part = anonymize_batch(pkt_bytes.slice(1, len(flows) - 2), l4.slice(1, len(flows) - 2),

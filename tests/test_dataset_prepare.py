@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,10 +16,10 @@ from scapy.utils import wrpcap
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
-from etbert.dataset.anonymize import mask_identity_batch
+from etbert.dataset.anonymize import anonymize_batch, mask_identity_batch
 from etbert.dataset.digest import SEEDS
 from etbert.dataset.layout import DatasetError, read_flows, read_manifest
-from etbert.dataset.prepare import PrepareConfig, PrepareError, _duplicate_keys, prepare
+from etbert.dataset.prepare import PrepareConfig, PrepareError, anonymize_and_key, prepare
 from etbert.flows.meter import FlowMeter, MeterConfig
 from etbert.packets.decode import decode
 
@@ -224,4 +225,9 @@ def test_duplicate_keys_digest_the_masked_flow(tmp_path):
         for direction, packet in zip(row["pkt_direction"], masked_packets):
             content += bytes([direction]) + len(packet).to_bytes(4, "little") + packet
         expected.append(b"".join(xxhash.xxh64_intdigest(content, int(seed)).to_bytes(8, "little") for seed in SEEDS))
-    assert flows.num_rows == 2 and _duplicate_keys(flows, masked).tolist() == expected
+    for policy in ("strict", "none"):  # the key does not depend on the policy
+        anonymized, keys = anonymize_and_key(flows, policy, seed=3)
+        assert flows.num_rows == 2 and keys.tolist() == expected
+        assert anonymized.equals(anonymize_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"),
+                                                 flows.column("pkt_direction"), policy,
+                                                 3 + flows.column("flow_index").to_numpy().astype(np.uint64)))

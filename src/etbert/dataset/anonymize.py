@@ -17,8 +17,9 @@ They are drawn from the seed alone, never computed from the original values: the
 the manifest, and must reveal nothing. (A replaced byte therefore equals the original by chance, 1 in 256.)
 seed-004 keeps the checksums, which are computed over the original fields; strict zeroes them.
 
-The work runs over a whole Arrow batch of flows at once (`anonymize_batch`, `mask_identity_batch`): the
-packets' headers are walked and their fields rewritten by a compiled loop (`etbert.dataset.identity_loop`).
+The work runs over a whole Arrow batch of flows at once (`anonymize_batch`, `mask_identity_batch`,
+`anonymize_and_digest_batch`): the packets' headers are walked and their fields rewritten by a compiled
+loop (`etbert.dataset.identity_loop`).
 The per-flow functions are one-row batches of the same code.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from etbert.dataset import identity_loop
+from etbert.dataset.digest import DIGEST
 
 POLICIES = ("strict", "seed-004", "none")
 DEFAULT_POLICY = "strict"
@@ -97,9 +99,10 @@ def _one_flow(packets: list[bytes], l4_offsets: list[int]) -> tuple[pa.ListArray
 def mask_identity_batch(pkt_bytes: pa.ListArray, pkt_l4_offset: pa.ListArray) -> pa.ListArray:
     """`mask_identity` of every flow (row) at once: list<binary> with the same list and packet lengths."""
     packets = _Packets.of(pkt_bytes, pkt_l4_offset)
-    directions = np.zeros(len(packets.start), dtype=np.int64)
-    seeds = np.zeros(len(packets.list_offsets) - 1, dtype=np.uint64)
-    return packets.with_data(_rewrite(packets, directions, "none", seeds)[1])
+    masked = packets.data.copy()
+    _rewrite(packets, np.zeros(len(packets.start), dtype=np.int64), "none",
+             np.zeros(len(packets.list_offsets) - 1, dtype=np.uint64), masked=masked)
+    return packets.with_data(masked)
 
 
 def anonymize_batch(
@@ -113,17 +116,37 @@ def anonymize_batch(
 
     Returns list<binary> with the same list and packet lengths as ``pkt_bytes``.
     """
-    return anonymize_and_mask_batch(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)[0]
+    packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
+    return _anonymized(packets, directions, policy, seeds)
 
 
-def anonymize_and_mask_batch(
+def anonymize_and_digest_batch(
     pkt_bytes: pa.ListArray,
     pkt_l4_offset: pa.ListArray,
     pkt_direction: pa.ListArray,
     policy: str,
     seeds: np.ndarray,
-) -> tuple[pa.ListArray, pa.ListArray]:
-    """`anonymize_batch` and `mask_identity_batch` of the same flows, walking their headers once."""
+    flow_heads: np.ndarray,
+    packet_heads: np.ndarray,
+) -> tuple[pa.ListArray, np.ndarray]:
+    """`anonymize_batch`, and per flow the digest (`etbert.dataset.digest.DIGEST`) of its masked form:
+    of ``flow_heads[i]`` (uint8 rows, one per flow) then, per packet, ``packet_heads[j]`` (uint8 rows,
+    one per packet) and the packet's `mask_identity` bytes. One walk of the headers does both, and the
+    masked bytes are never written out.
+    """
+    packets, directions, seeds = _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds)
+    flow_heads = np.ascontiguousarray(flow_heads, dtype=np.uint8)
+    packet_heads = np.ascontiguousarray(packet_heads, dtype=np.uint8)
+    if len(flow_heads) != len(seeds) or len(packet_heads) != len(packets.start):
+        raise ValueError(f"{len(seeds)} flows and {len(packets.start)} packets, but {len(flow_heads)} flow heads "
+                         f"and {len(packet_heads)} packet heads")
+    digests = np.empty((len(seeds), 2), dtype=np.uint64)
+    anonymized = _anonymized(packets, directions, policy, seeds, flow_heads=flow_heads, packet_heads=packet_heads,
+                             digests=digests)
+    return anonymized, digests.astype("<u8").view(DIGEST).reshape(-1)
+
+
+def _checked(pkt_bytes, pkt_l4_offset, pkt_direction, policy, seeds):
     if policy not in POLICIES:
         raise ValueError(f"unknown anonymisation policy {policy!r}; choose one of {', '.join(POLICIES)}")
     packets = _Packets.of(pkt_bytes, pkt_l4_offset)
@@ -131,18 +154,28 @@ def anonymize_and_mask_batch(
     seeds = np.asarray(seeds, dtype=np.uint64)
     if len(seeds) != len(packets.list_offsets) - 1:
         raise ValueError(f"{len(packets.list_offsets) - 1} flows but {len(seeds)} seeds")
-    anonymized, masked = _rewrite(packets, directions, policy, seeds)
-    return packets.with_data(anonymized), packets.with_data(masked)
+    return packets, directions, seeds
 
 
-def _rewrite(packets: _Packets, directions: np.ndarray, policy: str,
-             seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The packets' bytes under ``policy`` and with every identity field zeroed."""
-    anonymized = packets.data.copy()
-    masked = packets.data.copy()
-    identity_loop.anonymize_flows(packets.data, packets.start, packets.length, packets.l4, directions,
-                                  packets.list_offsets, seeds, _POLICY_CODE[policy], anonymized, masked)
-    return anonymized, masked
+def _anonymized(packets: _Packets, directions, policy, seeds, **digest_outputs) -> pa.ListArray:
+    """The packets under ``policy`` (under `none`, as they are: no copy), filling any digest outputs."""
+    anonymized = packets.data.copy() if policy != "none" else _NOTHING
+    if policy != "none" or digest_outputs:
+        _rewrite(packets, directions, policy, seeds, anonymized=anonymized, **digest_outputs)
+    return packets.with_data(anonymized) if policy != "none" else packets.as_list_array()
+
+
+_NOTHING = np.zeros(0, dtype=np.uint8)
+_NO_HEADS = np.zeros((0, 0), dtype=np.uint8)
+_NO_DIGESTS = np.zeros((0, 2), dtype=np.uint64)
+
+
+def _rewrite(packets: _Packets, directions: np.ndarray, policy: str, seeds: np.ndarray, *, anonymized=_NOTHING,
+             masked=_NOTHING, flow_heads=_NO_HEADS, packet_heads=_NO_HEADS, digests=_NO_DIGESTS) -> None:
+    """Run the compiled rewrite; each output given (see `identity_loop.rewrite_flows`) is filled in place."""
+    identity_loop.rewrite_flows(packets.data, packets.start, packets.length, packets.l4, directions,
+                                packets.list_offsets, seeds, _POLICY_CODE[policy], anonymized, masked, flow_heads,
+                                packet_heads, digests)
 
 
 @dataclass(frozen=True)
@@ -174,6 +207,9 @@ class _Packets:
             l4=_packet_values(pkt_l4_offset, count, "l4 offsets"),
             list_offsets=list_offsets,
         )
+
+    def as_list_array(self) -> pa.ListArray:
+        return self.with_data(self.data)
 
     def with_data(self, data: np.ndarray) -> pa.ListArray:
         """The same packets with their bytes replaced by ``data`` (same length)."""

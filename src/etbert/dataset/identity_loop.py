@@ -1,5 +1,6 @@
-"""Anonymisation's per-packet work, compiled by numba: find the identity fields of each stored packet by
-walking its headers, then mask them, replace them or make them relative, flow by flow.
+"""Anonymisation's per-packet work, compiled by numba (`etbert.compiled`): find the identity fields of
+each stored packet by walking its headers, then mask them, replace them or make them relative, flow by
+flow; and, for duplicate removal, digest each flow's masked form without writing it out.
 
 `etbert.dataset.anonymize` holds the policies, the public functions and their documentation; this
 module only walks bytes. Every field is taken only as far as the stored bytes reach, and a byte read
@@ -8,9 +9,12 @@ past a packet's end reads as 0, as a cut packet would leave a parser in doubt.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+from typing import NamedTuple
 
+import numpy as np
+
+from etbert.compiled import compiled, compiled_inline
+from etbert.dataset.digest import SEEDS, xxh64_range
 from etbert.protocols import ipv4, ipv6, tcp, udp
 
 # Field kinds: their names (anonymize's public ones) and, by position, their codes here.
@@ -39,12 +43,12 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _byte(data, start, length, at):
     return np.int64(data[start + at]) if 0 <= at < length else np.int64(0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _add(spans, count, start, stop, kind, length):
     """Add the span [start, stop) clipped to the packet, if any of it is there; returns the new count."""
     if start < length and count < MAX_SPANS:
@@ -55,7 +59,7 @@ def _add(spans, count, start, stop, kind, length):
     return count
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _add_chunks(spans, count, start, stop, size, kind, length):
     at = start
     while at < stop:
@@ -64,7 +68,7 @@ def _add_chunks(spans, count, start, stop, size, kind, length):
     return count
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _options(data, start, length, at, stop, spans, count, route_kind, route_start, route_size, route_field,
              stamp_kind, sack_kind):
     """Walk kind-length options (IPv4 and TCP alike) in [at, stop), adding the identity spans they hold."""
@@ -87,7 +91,7 @@ def _options(data, start, length, at, stop, spans, count, route_kind, route_star
     return count
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def packet_spans(data, start, length, l4, spans):
     """The identity spans of the packet ``data[start:start + length]``, in byte order, into ``spans``
     (rows of start, stop, kind); returns how many. ``l4``: where the meter found the transport header
@@ -158,7 +162,7 @@ def packet_spans(data, start, length, l4, spans):
     return count
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _mix64(x):
     """SplitMix64's finaliser: a bijection of uint64 whose outputs look independent for nearby inputs."""
     x = (x ^ (x >> np.uint64(30))) * _MIX1
@@ -166,19 +170,19 @@ def _mix64(x):
     return x ^ (x >> np.uint64(31))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _keyed_word(seed, kind, number, block):
     """Bytes 8 * block .. 8 * block + 7 (little-endian) of random replacement ``number`` of ``kind``."""
     counter = (np.uint64(kind) << np.uint64(48)) | (np.uint64(number) << np.uint64(4)) | np.uint64(block)
     return _mix64(_mix64(seed ^ _GOLDEN) + counter * _GOLDEN)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _zero(out, at, index, kind):
     out[at] = out[at] & FLOW_LABEL_KEPT_BITS if kind == FLOW_LABEL and index == 0 else 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _value(data, at, width):
     """A field's bytes as two words (right-aligned), to compare values of up to 16 bytes."""
     high = np.uint64(0)
@@ -189,55 +193,122 @@ def _value(data, at, width):
     return high, low
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _word(data, at):
     return (np.int64(data[at]) << 24) | (np.int64(data[at + 1]) << 16) | (np.int64(data[at + 2]) << 8) | np.int64(
         data[at + 3])
 
 
-@njit(cache=True, nogil=True)
-def anonymize_flows(data, starts, lengths, l4, directions, list_offsets, seeds, policy, anonymized, masked):
-    """Rewrite every flow's packets in place in two copies of ``data``: ``anonymized`` under ``policy``
-    (left as it is for NONE) and ``masked`` with every identity field zeroed. Packet p is
-    ``data[starts[p]:starts[p] + lengths[p]]``; flow f is packets ``list_offsets[f]:list_offsets[f + 1]``,
-    drawing its replacements from ``seeds[f]``."""
-    spans = np.empty((MAX_SPANS, 3), dtype=np.int64)
-    longest = 0
+class Scratch(NamedTuple):
+    """Working space of `rewrite_flows` for one flow at a time (compiled code cannot allocate)."""
+
+    spans: np.ndarray  # (MAX_SPANS, 3) int64: one packet's spans
+    flow_spans: np.ndarray  # (rows, 5) int64: packet, start, stop, kind, whether a whole sequence number
+    value_fields: np.ndarray  # (rows, 3) int64: distinct randomised values: kind, width, number
+    value_words: np.ndarray  # (rows, 2) uint64: the value as two words
+    kind_counts: np.ndarray  # (len(KIND_NAMES),) int64: distinct values so far per kind
+    packet_at: np.ndarray  # (packets,) int64: where each packet of the flow starts in ``framed``
+    framed: np.ndarray  # uint8: the flow's digest input
+
+
+def rewrite_flows(data, starts, lengths, l4, directions, list_offsets, seeds, policy, anonymized, masked,
+                  flow_heads, packet_heads, digests) -> None:
+    """Rewrite every flow's packets; packet p is ``data[starts[p]:starts[p] + lengths[p]]``, flow f is
+    packets ``list_offsets[f]:list_offsets[f + 1]`` and draws its replacements from ``seeds[f]``.
+
+    Outputs (each skipped when empty): ``anonymized``, a copy of ``data`` rewritten in place under
+    ``policy``; ``masked``, a copy of ``data`` with every identity field zeroed; ``digests`` (flows x 2
+    uint64), per flow the digest (`etbert.dataset.digest`) of ``flow_heads[f]`` followed, per packet, by
+    ``packet_heads[p]`` and its masked bytes.
+    """
+    counts = np.diff(list_offsets)
+    longest = int(counts.max()) if len(counts) else 0
+    rows = max(longest * MAX_SPANS, 1)
+    framed = 0
+    if len(digests):
+        packet_bytes = np.zeros(len(starts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=packet_bytes[1:])
+        framed = int((flow_heads.shape[1] + packet_heads.shape[1] * counts + np.diff(packet_bytes[list_offsets])).max())
+    scratch = Scratch(
+        spans=np.empty((MAX_SPANS, 3), dtype=np.int64),
+        flow_spans=np.empty((rows, 5), dtype=np.int64),
+        value_fields=np.empty((rows, 3), dtype=np.int64),
+        value_words=np.empty((rows, 2), dtype=np.uint64),
+        kind_counts=np.zeros(len(KIND_NAMES), dtype=np.int64),
+        packet_at=np.empty(max(longest, 1), dtype=np.int64),
+        framed=np.empty(max(framed, 1), dtype=np.uint8),
+    )
+    _rewrite_flows(data, starts, lengths, l4, directions, list_offsets, seeds, policy, anonymized, masked,
+                   flow_heads, packet_heads, digests, scratch)
+
+
+@compiled
+def _rewrite_flows(data, starts, lengths, l4, directions, list_offsets, seeds, policy, anonymized, masked,
+                   flow_heads, packet_heads, digests, scratch):
+    flow_spans = scratch.flow_spans
     for flow in range(len(list_offsets) - 1):
-        longest = max(longest, list_offsets[flow + 1] - list_offsets[flow])
-    # Scratch space for one flow, allocated once: its spans (packet, start, stop, kind, whether a whole
-    # sequence number), its distinct
-    # randomised values (kind, width, number; value as two words).
-    flow_spans = np.empty((longest * MAX_SPANS, 5), dtype=np.int64)
-    value_fields = np.empty((longest * MAX_SPANS, 3), dtype=np.int64)
-    value_words = np.empty((longest * MAX_SPANS, 2), dtype=np.uint64)
-    for flow in range(len(list_offsets) - 1):
+        first, last = list_offsets[flow], list_offsets[flow + 1]
         count = 0
-        for p in range(list_offsets[flow], list_offsets[flow + 1]):
-            n = packet_spans(data, starts[p], lengths[p], l4[p], spans)
+        for p in range(first, last):
+            n = packet_spans(data, starts[p], lengths[p], l4[p], scratch.spans)
             for k in range(n):
                 flow_spans[count, 0] = p
-                flow_spans[count, 1] = spans[k, 0]
-                flow_spans[count, 2] = spans[k, 1]
-                flow_spans[count, 3] = spans[k, 2]
-                flow_spans[count, 4] = _is_sequence(data, starts[p], lengths[p], l4[p], spans[k, 0], spans[k, 1],
-                                                    spans[k, 2])
+                flow_spans[count, 1] = scratch.spans[k, 0]
+                flow_spans[count, 2] = scratch.spans[k, 1]
+                flow_spans[count, 3] = scratch.spans[k, 2]
+                flow_spans[count, 4] = _is_sequence(data, starts[p], lengths[p], l4[p], scratch.spans[k, 0],
+                                                    scratch.spans[k, 1], scratch.spans[k, 2])
                 count += 1
-        _mask_flow(flow_spans[:count], starts, masked)
-        if policy != NONE:
-            _anonymize_flow(data, flow_spans[:count], starts, lengths, l4, directions, seeds[flow], policy,
-                            anonymized, value_fields, value_words)
+        if len(masked):
+            _mask_spans(flow_spans, count, starts, 0, masked)
+        if policy != NONE and len(anonymized):
+            _anonymize_flow(data, flow_spans, count, starts, l4, directions, seeds[flow], policy, anonymized,
+                            scratch)
+        if len(digests):
+            _digest_masked(data, starts, lengths, flow_heads[flow], packet_heads, first, last, flow_spans, count,
+                           scratch, digests[flow])
 
 
-@njit(cache=True, nogil=True)
-def _mask_flow(flow_spans, starts, out):
-    for s in range(len(flow_spans)):
+@compiled
+def _digest_masked(data, starts, lengths, flow_head, packet_heads, first, last, flow_spans, count, scratch, out):
+    """Frame the flow (its head, then per packet its head and bytes), mask it and digest it into ``out``."""
+    framed = scratch.framed
+    at = 0
+    for j in range(len(flow_head)):
+        framed[at + j] = flow_head[j]
+    at += len(flow_head)
+    for p in range(first, last):
+        for j in range(packet_heads.shape[1]):
+            framed[at + j] = packet_heads[p, j]
+        at += packet_heads.shape[1]
+        scratch.packet_at[p - first] = at
+        _copy(data, starts[p], framed, at, lengths[p])
+        at += lengths[p]
+    _mask_spans(flow_spans, count, scratch.packet_at, first, framed)
+    out[0] = xxh64_range(framed, 0, at, SEEDS[0])
+    out[1] = xxh64_range(framed, 0, at, SEEDS[1])
+
+
+@compiled_inline
+def _copy(source, start, target, at, count):
+    """``target[at:at + count] = source[start:start + count]``, with unsigned indices: numba checks signed
+    ones for being negative, and that check kept LLVM from turning the loop into a block copy (the flow
+    digests took 2.5 times as long)."""
+    source_at, target_at = np.uint64(start), np.uint64(at)
+    for j in range(np.uint64(count)):
+        target[target_at + j] = source[source_at + j]
+
+
+@compiled
+def _mask_spans(flow_spans, count, packet_at, first, out):
+    """Zero the flow's first ``count`` spans in ``out``, where packet p starts at ``packet_at[p - first]``."""
+    for s in range(count):
         p, start, stop, kind = flow_spans[s, 0], flow_spans[s, 1], flow_spans[s, 2], flow_spans[s, 3]
         for j in range(stop - start):
-            _zero(out, starts[p] + start + j, j, kind)
+            _zero(out, packet_at[p - first] + start + j, j, kind)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled_inline
 def _is_sequence(data, start, length, l4, span_start, span_stop, kind):
     """A whole sequence number to make relative (cut ones, and an ack without the ACK flag, are zeroed)."""
     if not (kind == TCP_SEQ or kind == TCP_ACK or kind == TCP_SACK) or span_stop - span_start != SEQUENCE_LEN:
@@ -245,12 +316,11 @@ def _is_sequence(data, start, length, l4, span_start, span_stop, kind):
     return kind != TCP_ACK or (_byte(data, start, length, l4 + tcp.FLAGS) & tcp.ACK_FLAG) != 0
 
 
-@njit(cache=True, nogil=True)
-def _anonymize_flow(data, flow_spans, starts, lengths, l4, directions, seed, policy, out, value_fields, value_words):
-    n = len(flow_spans)
-    # Distinct randomised values of the flow in order of first appearance, numbered per kind (scratch
-    # rows: kind, width, number; the value's two words).
-    kind_counts = np.zeros(9, np.int64)
+@compiled
+def _anonymize_flow(data, flow_spans, n, starts, l4, directions, seed, policy, out, scratch):
+    # Distinct randomised values of the flow in order of first appearance, numbered per kind.
+    value_fields, value_words, kind_counts = scratch.value_fields, scratch.value_words, scratch.kind_counts
+    kind_counts[:] = 0
     values = 0
     # First sequence number per direction, and first ack (or SACK edge), with the packet each came in.
     seq_base_0 = seq_base_1 = ack_first_0 = ack_first_1 = 0

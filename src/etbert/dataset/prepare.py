@@ -23,13 +23,12 @@ import pyarrow.parquet as pq
 
 from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import iter_capture_files, read_frames
-from etbert.dataset.anonymize import POLICIES, anonymize_and_mask_batch, anonymize_batch
-from etbert.dataset.digest import DIGEST, digest_ranges
+from etbert.dataset.anonymize import POLICIES, anonymize_and_digest_batch, anonymize_batch
+from etbert.dataset.digest import DIGEST
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
 from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
 from etbert.dataset.manifest import build_manifest, write_json
 from etbert.dataset.split import SPLIT_METHODS, apply_class_limits, assign_splits, duplicate_mask
-from etbert.flows.arrays import gather_ranges
 from etbert.flows.meter import FlowMeter, MeterConfig, MeterCounters
 from etbert.packets.decode import decode
 
@@ -211,9 +210,7 @@ def _flow_seeds(flows: pa.RecordBatch, seed: int) -> np.ndarray:
 def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: LabelSource, capture: str):
     """Attach labels, replace packet bytes by their anonymised form, and compute duplicate keys."""
     labels = _flow_labels(flows, label_source, capture)
-    anonymized, masked = anonymize_and_mask_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"),
-                                                  flows.column("pkt_direction"), policy, _flow_seeds(flows, seed))
-    keys = _duplicate_keys(flows, masked)
+    anonymized, keys = anonymize_and_key(flows, policy, seed)
     table = pa.Table.from_batches([flows])
     table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes", anonymized)
     table = table.append_column("label", pa.array(labels, pa.string()))
@@ -228,47 +225,26 @@ def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str)
     return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
 
 
-def _duplicate_keys(flows: pa.RecordBatch, masked: pa.ListArray) -> np.ndarray:
-    """Identity-free fingerprint of each flow sample: what a model sees, minus addresses, ports and counters.
+def anonymize_and_key(flows: pa.RecordBatch, policy: str, seed: int) -> tuple[pa.ListArray, np.ndarray]:
+    """The flows' packet bytes under ``policy``, and each flow's duplicate key.
 
-    Per flow, the 128-bit digest of `etbert.dataset.digest` (XXH64 under two seeds) of: protocol (1 byte),
-    fwd/bwd packets and bytes (8 bytes little-endian each), then per packet its direction (1 byte), length
-    (4 bytes little-endian) and masked bytes.
+    The key is an identity-free fingerprint of the flow sample: what a model sees, minus addresses,
+    ports and counters. Per flow, the 128-bit digest of `etbert.dataset.digest` (XXH64 under two seeds)
+    of: protocol (1 byte), fwd/bwd packets and bytes (8 bytes little-endian each), then per packet its
+    direction (1 byte), stored length (4 bytes little-endian) and `mask_identity` bytes.
     """
-    rows = flows.num_rows
-    head = np.zeros((rows, 1 + 4 * 8), dtype=np.uint8)
-    head[:, 0] = flows.column("protocol").to_numpy()
+    flow_heads = np.zeros((flows.num_rows, 1 + 4 * 8), dtype=np.uint8)
+    flow_heads[:, 0] = flows.column("protocol").to_numpy()
     counters = np.stack([flows.column(name).to_numpy().astype("<i8")
                          for name in ("fwd_packets", "bwd_packets", "fwd_bytes", "bwd_bytes")], axis=1)
-    head[:, 1:] = counters.view(np.uint8)
-    list_offsets = np.asarray(masked.offsets, dtype=np.int64)
-    binary = masked.flatten()
-    byte_offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[: len(binary) + 1].astype(np.int64)
-    data = np.frombuffer(binary.buffers()[2] or b"", dtype=np.uint8)[: byte_offsets[-1]]
-    lengths = np.diff(byte_offsets)
-    packet_head = np.zeros((len(binary), 1 + 4), dtype=np.uint8)
-    packet_head[:, 0] = flows.column("pkt_direction").flatten().to_numpy().astype(np.uint8)
-    packet_head[:, 1:] = lengths.astype("<u4")[:, None].view(np.uint8)
-
-    # Every flow's digest input back to back: its head, then per packet its head and bytes, cut from one
-    # buffer holding the packet bytes and all heads (one copy in C instead of np.insert's index shuffling).
-    flow_of_packet = np.repeat(np.arange(rows), np.diff(list_offsets))
-    packet_at = flow_of_packet + 1 + 2 * np.arange(len(binary))  # a flow's pieces follow its head
-    piece_start = np.empty(rows + 2 * len(binary), dtype=np.int64)
-    piece_length = np.empty_like(piece_start)
-    head_at = np.arange(rows) + 2 * list_offsets[:-1]
-    piece_start[head_at] = len(data) + head.shape[1] * np.arange(rows)
-    piece_length[head_at] = head.shape[1]
-    piece_start[packet_at] = len(data) + head.size + packet_head.shape[1] * np.arange(len(binary))
-    piece_length[packet_at] = packet_head.shape[1]
-    piece_start[packet_at + 1] = byte_offsets[:-1]
-    piece_length[packet_at + 1] = lengths
-    pieces = np.concatenate([data, head.ravel(), packet_head.ravel()])
-    joined, _ = gather_ranges(pieces, piece_start, piece_length)
-    flow_end = np.zeros(rows + 1, dtype=np.int64)
-    np.cumsum(head.shape[1] + packet_head.shape[1] * np.diff(list_offsets) + np.diff(byte_offsets[list_offsets]),
-              out=flow_end[1:])
-    return digest_ranges(joined, flow_end)
+    flow_heads[:, 1:] = counters.view(np.uint8)
+    packets = flows.column("pkt_bytes").flatten()
+    packet_heads = np.zeros((len(packets), 1 + 4), dtype=np.uint8)
+    packet_heads[:, 0] = flows.column("pkt_direction").flatten().to_numpy().astype(np.uint8)
+    packet_heads[:, 1:] = pc.binary_length(packets).to_numpy(zero_copy_only=False).astype("<u4")[:, None].view(np.uint8)
+    return anonymize_and_digest_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"),
+                                      flows.column("pkt_direction"), policy, _flow_seeds(flows, seed), flow_heads,
+                                      packet_heads)
 
 
 def capture_seed(seed: int, name: str) -> int:

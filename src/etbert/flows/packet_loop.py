@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from etbert.compiled import compiled
 
 # Why a flow ended when a later packet of its 5-tuple started a new one.
 CUT_IDLE, CUT_ACTIVE, CUT_CLOSED = 0, 1, 2
@@ -76,7 +77,7 @@ def meter_packets(packets: PacketColumns, group_slot: np.ndarray, free: np.ndarr
     return out
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _welford(n, mean, m2, low, high, row, x):
     """Add x to the running moments (count, mean, sum of squared deviations, min, max) at ``row``."""
     n[row] += 1
@@ -87,7 +88,7 @@ def _welford(n, mean, m2, low, high, row, x):
     high[row] = max(high[row], x)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _loop(p, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
     stored = bursts = cuts = taken = 0
     for i in range(len(p.ts)):
@@ -129,8 +130,9 @@ def _loop(p, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets,
             s.linktype = p.linktype[i]
             s.ip_version = p.ip_version[i]
             s.protocol = p.protocol[i]
-            s.client_addr[:] = p.src[i] if sender_is_client else p.dst[i]
-            s.server_addr[:] = p.dst[i] if sender_is_client else p.src[i]
+            for j in range(16):
+                s.client_addr[j] = p.src[i, j] if sender_is_client else p.dst[i, j]
+                s.server_addr[j] = p.dst[i, j] if sender_is_client else p.src[i, j]
             s.client_port = p.sport[i] if sender_is_client else p.dport[i]
             s.server_port = p.dport[i] if sender_is_client else p.sport[i]
 
