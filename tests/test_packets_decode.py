@@ -4,10 +4,13 @@ Every test compares all PacketBatch fields of the frame; `expect` fills the "non
 (offsets -1, everything else 0) that a layer the frame did not reach leaves behind.
 """
 
+import ipaddress
 import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -474,4 +477,14 @@ def test_format_addresses():
     assert format_addresses(addresses[[1, 2, 1]]).to_pylist() == ["2001:db8::1", "::", "2001:db8::1"]
     assert format_addresses(np.zeros((0, 16), dtype=np.uint8)).to_pylist() == []
     assert is_ipv4_mapped(addresses).tolist() == [True, False, False, True]
+
+
+@settings(deadline=None)  # the first example compiles the formatting loop
+@given(st.lists(st.one_of(st.binary(min_size=4, max_size=4).map(lambda v4: bytes(10) + b"\xff\xff" + v4),
+                          st.binary(min_size=16, max_size=16)), max_size=30))
+def test_format_addresses_equals_the_standard_library_row_by_row(addresses):
+    rows = np.frombuffer(b"".join(addresses), dtype=np.uint8).reshape(-1, 16)
+    expected = [str(ipaddress.IPv4Address(raw[12:]) if raw[:12] == bytes(10) + b"\xff\xff" else
+                    ipaddress.IPv6Address(raw)) for raw in addresses]
+    assert format_addresses(rows).to_pylist() == expected
 

@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 
 from etbert.flows.arrays import factorize, gather_ranges, lexsort_ints
-from etbert.flows.packet_loop import CUT_REASONS, PacketColumns, meter_packets
-from etbert.flows.schema import FLOW_SCHEMA, TCP_FLAG_NAMES
+from etbert.flows.packet_loop import CUT_CLOSED, CUT_IDLE, PacketColumns, meter_packets
+from etbert.flows.record_loop import SCHEMA_COLUMNS, empty_columns, take_records
+from etbert.flows.schema import END_REASONS, FLOW_SCHEMA
 from etbert.packets.addresses import format_addresses
 from etbert.packets.batch import PacketBatch, Status
 
@@ -246,7 +247,7 @@ class FlowMeter:
     def flush(self) -> pa.RecordBatch | None:
         """End of capture: every open flow finishes."""
         open_slots = np.flatnonzero(self._in_use)
-        return self._emit([open_slots], [np.full(len(open_slots), "eof", dtype=object)])
+        return self._emit([open_slots], [np.full(len(open_slots), END_REASONS.index("eof"))])
 
     # ----- slot table ---------------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class FlowMeter:
         self._capacity = capacity
 
     def _release(self, slots: np.ndarray) -> None:
-        _slot_bytes(self._slots)[slots] = _EMPTY_SLOT_BYTES
+        """The emitted flows' slots (already reset by `take_records`) are free again."""
         self._close(slots)
         self._free.extend(slots.tolist())
         if len(self._slot_of_key) > 2 * self._active + 4096:
@@ -369,7 +370,7 @@ class FlowMeter:
         # Every group's last flow stays open under its key; only new ones need recording.
         opened = group_slot != open_before
         self._open(unique_keys[opened], group_slot[opened])
-        return finished, CUT_REASONS[out.cut_reason[:cuts]]
+        return finished, out.cut_reason[:cuts]
 
     def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
         """Keep the first packets of flows with their bytes from the IP header on (capped)."""
@@ -407,7 +408,7 @@ class FlowMeter:
         idle = last < self._clock - self.config.idle_timeout * NS
         closed = s["terminated"][open_slots] & (last < self._clock - self.config.close_grace * NS)
         done = idle | closed
-        return open_slots[done], np.where(idle[done], "idle", "closed").astype(object)
+        return open_slots[done], np.where(idle[done], CUT_IDLE, CUT_CLOSED)
 
     # ----- emission -----------------------------------------------------------------------------
 
@@ -415,11 +416,7 @@ class FlowMeter:
         slots = np.concatenate(finished) if finished else np.zeros(0, dtype=np.int64)
         if not len(slots):
             return None
-        why = np.concatenate(reasons)
-        s = self._slots
-        s_ = np.ascontiguousarray(_slot_bytes(s)[slots]).view(_SLOT_DTYPE).reshape(-1)  # the finished flows' records
-        reason = np.where(s_["flags"][:, 2] > 0, "rst", np.where(s_["flags"][:, 0] > 0, "fin", why)).astype(object)
-
+        why = np.concatenate(reasons).astype(np.int64)
         position = np.full(self._capacity, -1, dtype=np.int64)
         position[slots] = np.arange(len(slots))
         packets = self._packets.take(position[self._packets["slot"]] >= 0)
@@ -427,34 +424,15 @@ class FlowMeter:
         packets = {name: column[packet_order] for name, column in packets.items()}
         packet_counts = np.bincount(position[packets["slot"]], minlength=len(slots))
         bursts = self._burst_rows(slots, position)
+        records = empty_columns(len(slots))
+        take_records(self._slots, _slot_bytes(self._slots), _EMPTY_SLOT_BYTES, slots, why, records)  # empties slots
 
-        columns = {
-            "capture": pa.array([self.capture] * len(slots), pa.string()),
-            "flow_index": pa.array(np.arange(self._flow_index, self._flow_index + len(slots))),
-            "linktype": s_["linktype"],
-            "ip_version": s_["ip_version"],
-            "protocol": s_["protocol"],
-            "client_ip": format_addresses(s_["client_addr"]),
-            "client_port": s_["client_port"],
-            "server_ip": format_addresses(s_["server_addr"]),
-            "server_port": s_["server_port"],
-            "start_time": s_["start_ns"] / NS,
-            "duration": (s_["last_ns"] - s_["start_ns"]) / NS,
-            "end_reason": pa.array(reason.tolist(), pa.string()),
-        }
-        for d, prefix in ((0, "fwd"), (1, "bwd")):
-            columns[f"{prefix}_packets"] = s_["packets"][:, d]
-            columns[f"{prefix}_bytes"] = s_["bytes"][:, d]
-            columns[f"{prefix}_payload_bytes"] = s_["payload"][:, d]
-        for d, prefix in ((0, "fwd"), (1, "bwd")):
-            columns.update(_moment_columns(s_, "len", f"{prefix}_len", d))
-        columns.update(_moment_columns(s_, "iat", "iat"))
-        for d, prefix in ((0, "fwd"), (1, "bwd")):
-            columns.update(_moment_columns(s_, "diat", f"{prefix}_iat", d))
-        for bit, flag in enumerate(TCP_FLAG_NAMES):
-            columns[f"{flag}_count"] = s_["flags"][:, bit]
-        columns["fragments"] = s_["fragments"]
-        columns["n_bursts"] = (s_["bursts_closed"] + (s_["burst_dir"] >= 0)).astype(np.int32)
+        columns: dict[str, np.ndarray | pa.Array] = {name: getattr(records, name) for name in SCHEMA_COLUMNS}
+        columns["capture"] = pa.array([self.capture], pa.string()).take(np.zeros(len(slots), dtype=np.int32))
+        columns["flow_index"] = np.arange(self._flow_index, self._flow_index + len(slots))
+        columns["client_ip"] = format_addresses(records.client_addr)
+        columns["server_ip"] = format_addresses(records.server_addr)
+        columns["end_reason"] = _END_REASON_TEXT.take(records.end_code)
         burst_offsets = _offsets(bursts["counts"])
         columns["burst_packets"] = pa.ListArray.from_arrays(burst_offsets, pa.array(bursts["packets"], pa.int32()))
         columns["burst_bytes"] = pa.ListArray.from_arrays(burst_offsets, pa.array(bursts["bytes"], pa.int64()))
@@ -509,17 +487,7 @@ class FlowMeter:
             self._packets["bstart"][np.flatnonzero(live)] = offsets[:-1]
 
 
-def _moment_columns(s_, prefix, out_prefix, column=None) -> dict[str, np.ndarray]:
-    """min/max/mean/std columns from running moments; 0 where there were no values."""
-    pick = (slice(None),) if column is None else (slice(None), column)
-    count = s_[f"{prefix}_n"][pick]
-    empty = count == 0
-    return {
-        f"{out_prefix}_min": np.where(empty, 0.0, s_[f"{prefix}_min"][pick]),
-        f"{out_prefix}_max": np.where(empty, 0.0, s_[f"{prefix}_max"][pick]),
-        f"{out_prefix}_mean": s_[f"{prefix}_mean"][pick],
-        f"{out_prefix}_std": np.sqrt(s_[f"{prefix}_m2"][pick] / np.maximum(count, 1)),
-    }
+_END_REASON_TEXT = pa.array(END_REASONS, pa.string())
 
 
 def _offsets(counts: np.ndarray) -> pa.Array:

@@ -18,10 +18,11 @@ from typing import NamedTuple
 import numpy as np
 
 from etbert.compiled import compiled
+from etbert.flows.schema import END_REASONS
 
-# Why a flow ended when a later packet of its 5-tuple started a new one.
-CUT_IDLE, CUT_ACTIVE, CUT_CLOSED = 0, 1, 2
-CUT_REASONS = np.array(["idle", "active", "closed"], dtype=object)
+# Why a flow ended when a later packet of its 5-tuple started a new one, as indices into END_REASONS. A
+# closed flow saw a FIN or RST, and its record names which.
+CUT_IDLE, CUT_ACTIVE, CUT_CLOSED = END_REASONS.index("idle"), END_REASONS.index("active"), END_REASONS.index("fin")
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
