@@ -19,7 +19,9 @@ from etbert.capture.reader import read_frames
 from etbert.dataset.anonymize import anonymize_batch, mask_identity_batch
 from etbert.dataset.digest import SEEDS
 from etbert.dataset.layout import DatasetError, read_flows, read_manifest
-from etbert.dataset.prepare import PrepareConfig, PrepareError, anonymize_and_key, prepare
+from etbert.dataset import prepare as prepare_module
+from etbert.dataset.labels import load_label_source
+from etbert.dataset.prepare import PrepareConfig, PrepareError, anonymize_and_key, meter_capture, prepare
 from etbert.flows.meter import FlowMeter, MeterConfig
 from etbert.packets.decode import decode
 
@@ -120,6 +122,23 @@ def test_workers_give_the_same_dataset(corpus, tmp_path):
     prepare(corpus, tmp_path / "one", PrepareConfig(workers=1))
     prepare(corpus, tmp_path / "two", PrepareConfig(workers=2))
     assert pq.read_table(tmp_path / "one" / "flows.parquet").equals(pq.read_table(tmp_path / "two" / "flows.parquet"))
+
+
+def test_parts_beyond_the_memory_budget_spill_to_files_and_give_the_same_dataset(corpus, tmp_path, monkeypatch):
+    capture = next((corpus / "web").iterdir())
+    config = PrepareConfig(labels="folders")
+    labels = load_label_source("folders", corpus, [capture])
+    held = meter_capture(capture, "web/x.pcap", tmp_path / "held.arrow", config, labels, memory_budget=2**30)
+    spilled = meter_capture(capture, "web/x.pcap", tmp_path / "spilled.arrow", config, labels, memory_budget=0)
+    assert isinstance(held.part, pa.Table) and not (tmp_path / "held.arrow").exists()
+    assert spilled.part == str(tmp_path / "spilled.arrow")
+    assert pa.ipc.open_file(spilled.part).read_all().equals(held.part)
+
+    prepare(corpus, tmp_path / "in-memory", PrepareConfig())
+    monkeypatch.setattr(prepare_module, "PARTS_IN_MEMORY", 0)
+    prepare(corpus, tmp_path / "spilled", PrepareConfig())
+    assert pq.read_table(tmp_path / "in-memory" / "flows.parquet").equals(
+        pq.read_table(tmp_path / "spilled" / "flows.parquet"))
 
 
 def test_class_limits(corpus, tmp_path):

@@ -1,8 +1,11 @@
 """`prepare`: captures in, a labelled, anonymised, deduplicated and split flow dataset out.
 
 Two passes keep memory bounded: pass one meters every capture (in parallel, one capture per worker)
-into Arrow IPC parts plus a small per-flow index (label, capture, start time, duplicate key); pass two
-decides duplicates, class limits and splits on that index and streams the parts into the final file.
+into parts plus a small per-flow index (label, capture, start time, duplicate key); pass two decides
+duplicates, class limits and splits on that index and streams the parts into the final file. A part
+stays in memory while the parts held so far fit in `PARTS_IN_MEMORY` bytes (one process only); beyond
+that it is spilled to an Arrow IPC file in the staging folder, so memory stays bounded whatever the
+size of the input.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +66,7 @@ class CaptureResult:
     capture: str
     report: CaptureReport
     counters: MeterCounters
-    part: str | None
+    part: pa.Table | str | None  # the flows: in memory, or the path of an Arrow IPC file
     # One entry per flow, in the order of the part:
     labels: np.ndarray  # object (str), "" where unlabelled
     start_times: np.ndarray  # float64
@@ -114,6 +118,9 @@ def prepare(
 # ----- pass one: meter captures ---------------------------------------------------------------------
 
 
+PARTS_IN_MEMORY = 256 * 2**20  # bytes of parts kept in memory, over all captures, before spilling to disk
+
+
 def _meter_all(captures, root, staging, config, label_source, on_progress) -> list[CaptureResult]:
     sizes = [path.stat().st_size for path in captures]
     total = sum(sizes)
@@ -122,16 +129,20 @@ def _meter_all(captures, root, staging, config, label_source, on_progress) -> li
     (staging / "parts").mkdir()
     results: list[CaptureResult] = []
     if config.workers == 1:
+        memory_left = PARTS_IN_MEMORY
         for (path, name, part), size in zip(jobs, sizes):
             def progress(read_bytes, base=done):
                 if on_progress:
                     on_progress(base + read_bytes, total)
 
-            results.append(meter_capture(path, name, part, config, label_source, progress))
+            results.append(meter_capture(path, name, part, config, label_source, progress, memory_left))
+            if isinstance(results[-1].part, pa.Table):
+                memory_left -= results[-1].part.nbytes
             done += size
             if on_progress:
                 on_progress(done, total)
         return results
+    # Parts from worker processes always go through files: sending them back costs as much as writing them.
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
         futures = [pool.submit(meter_capture, path, name, part, config, label_source) for path, name, part in jobs]
         for future, size in zip(futures, sizes):
@@ -149,22 +160,31 @@ def meter_capture(
     config: PrepareConfig,
     label_source: LabelSource,
     on_bytes: Callable[[int], None] | None = None,
+    memory_budget: int = 0,
 ) -> CaptureResult:
-    """Read, decode and meter one capture; label and anonymise its flows into one Arrow IPC part.
+    """Read, decode and meter one capture; label and anonymise its flows into one part.
 
-    Parts are scratch files read once by pass two: uncompressed IPC costs a fraction of Parquet to write,
-    and pass two maps it instead of decoding it.
+    The part stays in memory while it fits in ``memory_budget`` bytes, and is otherwise written to the
+    Arrow IPC file ``part``: a scratch file read once by pass two (uncompressed IPC costs a fraction of
+    Parquet to write, and pass two maps it instead of decoding it).
     """
     report = CaptureReport(path=name)
     meter = FlowMeter(config.meter, capture=name)
     seed = capture_seed(config.seed, name)
+    held: list[pa.Table] = []  # tables not yet written
+    held_bytes = 0
     writer = None
     labels, start_times, keys, packet_counts = [], [], [], []
     for flows in metered_flows(path, report, meter, on_bytes):
         table, flow_labels, flow_keys = _label_and_anonymize(flows, config.anonymize, seed, label_source, name)
-        if writer is None:
+        held.append(table)
+        held_bytes += table.nbytes
+        if writer is None and held_bytes > memory_budget:
             writer = pa.ipc.new_file(part, table.schema)
-        writer.write_table(table)
+        if writer is not None:
+            for table in held:
+                writer.write_table(table)
+            held = []
         labels.append(np.array(flow_labels, dtype=object))
         keys.append(flow_keys)
         start_times.append(flows.column("start_time").to_numpy())
@@ -175,7 +195,7 @@ def meter_capture(
         capture=name,
         report=report,
         counters=meter.counters,
-        part=str(part) if writer is not None else None,
+        part=str(part) if writer is not None else pa.concat_tables(held) if held else None,
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=object),
         start_times=np.concatenate(start_times) if start_times else np.zeros(0),
         duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=DIGEST),
@@ -299,13 +319,13 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
 
 def _write_flows(results: list[CaptureResult], path: Path, keep: np.ndarray, splits: np.ndarray) -> None:
     """Stream every part, slice by slice, into the final file with its split and flow id (bounded memory)."""
-    writer = pq.ParquetWriter(path, DATASET_SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(path, DATASET_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS,
+                              write_statistics=_STATISTICS_COLUMNS)
     row = 0
     for result in results:
         if result.part is None:
             continue
-        with pa.memory_map(result.part) as source:
-            part = pa.ipc.open_file(source).read_all()  # mapped, not copied: pages load as slices are written
+        with _opened(result.part) as part:
             for start in range(0, part.num_rows, _WRITE_SLICE_ROWS):
                 table = part.slice(start, _WRITE_SLICE_ROWS)
                 n = table.num_rows
@@ -319,6 +339,21 @@ def _write_flows(results: list[CaptureResult], path: Path, keep: np.ndarray, spl
                 table = table.append_column("flow_id", flow_ids)
                 writer.write_table(table.cast(DATASET_SCHEMA))
     writer.close()
+
+
+# Dictionary encoding only where values repeat (on packet bytes it is tried and dropped, at a cost), and no
+# min/max statistics for list columns, which no reader filters on.
+_DICTIONARY_COLUMNS = ["capture", "linktype", "ip_version", "protocol", "end_reason", "label", "split"]
+_STATISTICS_COLUMNS = [f.name for f in DATASET_SCHEMA if not pa.types.is_list(f.type)]
+
+
+@contextmanager
+def _opened(part: pa.Table | str) -> Iterator[pa.Table]:
+    if isinstance(part, pa.Table):
+        yield part
+        return
+    with pa.memory_map(part) as source:
+        yield pa.ipc.open_file(source).read_all()  # mapped, not copied: pages load as slices are written
 
 
 def _publish(staging: Path, output: Path) -> None:
