@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etbert.flows.arrays import factorize, lexsort_ints
+from etbert.dataset.split import count_pairs
+from etbert.flows.arrays import distinct_strings, factorize, lexsort_ints
 
 widths = st.sampled_from([1, 2, 8, 17, 32, 63])
 
@@ -31,3 +32,17 @@ def test_factorize_gives_distinct_keys_in_order_of_appearance(values):
     first_seen = list(dict.fromkeys(values))
     assert distinct.tolist() == first_seen
     assert [first_seen[c] for c in codes.tolist()] == values
+
+
+@given(st.lists(st.sampled_from(["", "web", "bulk", "Tinba", "é-class", "web "]), max_size=60))
+def test_distinct_strings_equal_np_unique(values):
+    values = np.array(values, dtype=object)
+    names, codes = distinct_strings(values)
+    expected, inverse = np.unique(values.astype(str), return_inverse=True)
+    assert names == expected.tolist() and codes.tolist() == inverse.tolist()
+
+
+def test_count_pairs_counts_each_present_pair():
+    labels = np.array(["b", "a", "b", "b", ""], dtype=object)
+    splits = np.array(["test", "train", "train", "test", "train"], dtype=object)
+    assert count_pairs(labels, splits) == {"": {"train": 1}, "a": {"train": 1}, "b": {"test": 2, "train": 1}}

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from etbert.dataset.layout import FORMAT_VERSION
+from etbert.dataset.split import count_pairs
+from etbert.flows.arrays import distinct_strings
 
 # A class whose flows are mostly single packets has degenerate flow structure (e.g. per-packet
 # anonymised addresses): flow-level models then see packets, not flows. Warn above this share.
@@ -21,9 +23,7 @@ SINGLE_PACKET_WARNING = 0.5
 
 def build_manifest(*, config, input_path, label_source, results, labels, splits, duplicate_report, limit_report,
                    split_report) -> dict:
-    counts: dict[str, dict[str, int]] = {}
-    for (label, split), count in Counter(zip(labels.tolist(), splits.tolist())).items():
-        counts.setdefault(label, {})[split] = count
+    counts = count_pairs(labels, splits)
     status = Counter()
     totals = Counter()
     for result in results:
@@ -78,15 +78,12 @@ def build_manifest(*, config, input_path, label_source, results, labels, splits,
 
 def _degenerate_classes(results) -> dict[str, float]:
     """Share of single-packet flows per class, for classes above SINGLE_PACKET_WARNING."""
-    labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results]).astype(str)
+    names, labels = distinct_strings(np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results]))
     single_packet = np.concatenate([np.zeros(0, dtype=np.int64)] + [r.packet_counts for r in results]) == 1
-    total = Counter(labels.tolist())
-    single = Counter(labels[single_packet].tolist())
-    return {
-        label: round(single[label] / total[label], 4)
-        for label in sorted(total)
-        if total[label] and single[label] / total[label] > SINGLE_PACKET_WARNING
-    }
+    total = np.bincount(labels, minlength=len(names))
+    single = np.bincount(labels[single_packet], minlength=len(names))
+    return {name: round(float(single[i] / total[i]), 4) for i, name in enumerate(names)
+            if total[i] and single[i] / total[i] > SINGLE_PACKET_WARNING}
 
 
 def _plain(report):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import factorize
+from etbert.flows.arrays import distinct_strings, factorize
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("flow", "capture", "time")
@@ -204,10 +204,20 @@ def _rows_per_class(values: np.ndarray) -> dict:
     """Row indices of each distinct value, in sorted value order."""
     if not len(values):
         return {}
-    distinct, inverse = np.unique(values, return_inverse=True)
+    distinct, inverse = distinct_strings(values)
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(distinct)))[:-1]
-    return dict(zip(distinct.tolist(), np.split(order, bounds)))
+    return dict(zip(distinct, np.split(order, bounds)))
+
+
+def count_pairs(firsts: np.ndarray, seconds: np.ndarray) -> dict[str, dict[str, int]]:
+    """How many rows hold each (first, second) pair of strings present: {first: {second: count}}, sorted."""
+    first_names, first = distinct_strings(firsts)
+    second_names, second = distinct_strings(seconds)
+    counts = np.bincount(first * len(second_names) + second, minlength=len(first_names) * len(second_names))
+    counts = counts.reshape(len(first_names), len(second_names))
+    return {name: {other: int(counts[i, j]) for j, other in enumerate(second_names) if counts[i, j]}
+            for i, name in enumerate(first_names)}
 
 
 def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
@@ -217,9 +227,7 @@ def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
 
 
 def _count(labels, captures, splits, report: SplitReport) -> None:
-    for label, rows in _rows_per_class(labels).items():
-        names, counts = np.unique(splits[rows], return_counts=True)
-        report.counts[label] = {name: int(count) for name, count in zip(names, counts)}
+    report.counts.update(count_pairs(labels, splits))
     for split in SPLITS:
         in_split = captures[splits == split]
-        report.captures[split] = len(set(in_split.tolist()))
+        report.captures[split] = len(distinct_strings(in_split)[0])
