@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etbert.dataset.split import count_pairs
-from etbert.flows.arrays import distinct_strings, factorize, lexsort_ints
+from etbert.flows.arrays import distinct_strings, factorize, gather_ranges, lexsort_ints
 
 widths = st.sampled_from([1, 2, 8, 17, 32, 63])
 
@@ -46,3 +46,18 @@ def test_count_pairs_counts_each_present_pair():
     labels = np.array(["b", "a", "b", "b", ""], dtype=object)
     splits = np.array(["test", "train", "train", "test", "train"], dtype=object)
     assert count_pairs(labels, splits) == {"": {"train": 1}, "a": {"train": 1}, "b": {"test": 2, "train": 1}}
+
+
+@settings(deadline=None)  # the first example compiles the copy loop
+@given(st.binary(max_size=200), st.lists(st.tuples(st.integers(0, 220), st.integers(0, 40)), max_size=20))
+def test_gather_ranges_concatenates_the_ranges_and_refuses_ones_outside_the_buffer(data, ranges):
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts = np.array([s for s, _ in ranges], dtype=np.int64)
+    lengths = np.array([n for _, n in ranges], dtype=np.int64)
+    if any(n and s + n > len(data) for s, n in ranges):
+        with pytest.raises(ValueError, match="outside"):
+            gather_ranges(buffer, starts, lengths)
+        return
+    joined, offsets = gather_ranges(buffer, starts, lengths)
+    assert joined.tobytes() == b"".join(data[s : s + n] for s, n in ranges)
+    assert offsets.tolist() == np.cumsum([0] + [n for _, n in ranges]).tolist()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from etbert.compiled import compiled
+
 
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values of a 1-D array of fixed-width keys (``V`` or ``S`` dtype), in order of first
@@ -57,25 +59,36 @@ def lexsort_ints(keys: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 def gather_ranges(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate ``buffer[s : s + n]`` for every (s, n); returns the bytes and their start offsets in them.
+    """Concatenate ``buffer[s : s + n]`` for every (s, n); returns the bytes and their start offsets in them."""
+    offsets = range_offsets(lengths)
+    out = np.empty(offsets[-1], dtype=np.uint8)
+    copy_ranges(buffer, starts, lengths, out, offsets)
+    return out, offsets
 
-    The ranges must not overlap (frames in a capture buffer, packets in the meter's store never do).
-    """
-    lengths = lengths.astype(np.int64)
-    starts = np.where(lengths > 0, starts, 0).astype(np.int64)  # an empty range may start anywhere: at 0
-    # Cut the buffer into one element per range and one per gap between ranges, then let Arrow's take copy
-    # the range elements in the wanted order: one C loop instead of a Python-level slice per range.
-    order = lexsort_ints((lengths, starts))  # empty ranges at 0 before a range that starts there
-    bounds = np.zeros(2 * len(starts) + 1, dtype=np.int64)
-    bounds[1::2] = starts[order]
-    bounds[2::2] = starts[order] + lengths[order]
-    if np.any(np.diff(bounds) < 0):
-        raise ValueError("gather_ranges needs ranges that do not overlap")
-    data = np.ascontiguousarray(buffer, dtype=np.uint8)[: bounds[-1]]
-    pieces = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
-    element_of_range = np.empty(len(starts), dtype=np.int64)
-    element_of_range[order] = 2 * np.arange(len(starts)) + 1
-    gathered = pieces.take(pa.array(element_of_range))
-    offsets = np.frombuffer(gathered.buffers()[1], dtype=np.int64)[gathered.offset : gathered.offset + len(starts) + 1]
-    joined = np.frombuffer(gathered.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return joined, offsets - offsets[0]
+
+def range_offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each range starts when ranges of ``lengths`` are put back to back, and where the last ends."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def copy_ranges(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, target: np.ndarray,
+                target_starts: np.ndarray) -> None:
+    """``target[t : t + n] = buffer[s : s + n]`` for every (s, n, t), in one compiled loop."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    target_starts = np.asarray(target_starts, dtype=np.int64)
+    used = lengths > 0  # an empty range may start anywhere
+    if np.any(lengths < 0) or np.any(used & ((starts < 0) | (starts + lengths > len(buffer)))) or np.any(
+            used & ((target_starts[: len(lengths)] < 0) | (target_starts[: len(lengths)] + lengths > len(target)))):
+        raise ValueError("a range runs outside its buffer")
+    _copy_ranges(np.ascontiguousarray(buffer, dtype=np.uint8), starts, lengths, target, target_starts)
+
+
+@compiled
+def _copy_ranges(buffer, starts, lengths, target, target_starts):
+    for i in range(len(starts)):
+        source_at, target_at = np.uint64(starts[i]), np.uint64(target_starts[i])
+        for j in range(np.uint64(lengths[i])):  # unsigned: numba then skips its negative-index check
+            target[target_at + j] = buffer[source_at + j]

@@ -26,7 +26,7 @@ from itertools import repeat
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import factorize, gather_ranges, lexsort_ints
+from etbert.flows.arrays import copy_ranges, factorize, gather_ranges, lexsort_ints, range_offsets
 from etbert.flows.packet_loop import CUT_CLOSED, CUT_IDLE, PacketColumns, meter_packets
 from etbert.flows.record_loop import SCHEMA_COLUMNS, empty_columns, take_records
 from etbert.flows.schema import END_REASONS, FLOW_SCHEMA
@@ -195,6 +195,15 @@ class _ByteStore:
         self.data[start : start + len(data)] = data
         self.used += len(data)
         return start
+
+    def append_ranges(self, buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Store ``buffer[s : s + n]`` for every (s, n), back to back; returns where each starts in the store
+        (and where the last ends)."""
+        offsets = range_offsets(lengths) + self.used
+        self.data = _room_for(self.data, self.used, int(offsets[-1] - self.used))
+        copy_ranges(buffer, starts, lengths, self.data, offsets)
+        self.used = int(offsets[-1])
+        return offsets
 
 
 class FlowMeter:
@@ -386,8 +395,7 @@ class FlowMeter:
         # stop at the IP length: Ethernet pads short frames to 60 bytes, and those zeros are not the packet's
         available = np.where(length > 0, np.minimum(available, length), available)
         blen = np.clip(available, 0, self.config.max_packet_bytes)
-        data, offsets = gather_ranges(frames.buffer, frame_start, blen)
-        base = self._packet_bytes.append(data)
+        offsets = self._packet_bytes.append_ranges(frames.buffer, frame_start, blen)
         self._packets.append(
             slot=slot,
             rank=rank,
@@ -397,7 +405,7 @@ class FlowMeter:
             flags=batch.tcp_flags[idx].astype(np.int64),
             l4=np.where(l4 >= 0, l4 - l3, -1),
             payload=np.where(payload_at >= 0, payload_at - l3, -1),
-            bstart=offsets[:-1] + base,
+            bstart=offsets[:-1],
             blen=blen,
         )
 
