@@ -21,7 +21,7 @@ whatever the batch boundaries (a property test checks it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
 
 import numpy as np
 import pyarrow as pa
@@ -278,9 +278,10 @@ class FlowMeter:
             live = np.flatnonzero(self._in_use)
             self._slot_of_key = dict(zip(self._key_of_slot[live].tolist(), live.tolist()))
 
-    def _open_slots(self, keys: np.ndarray) -> np.ndarray:
-        """The slot of the open flow of each key (``_KEY_BYTES``), -1 where none is open."""
-        found = np.fromiter(map(self._slot_of_key.get, keys.tolist(), repeat(-1)), dtype=np.int64, count=len(keys))
+    def _open_slots(self, keys: np.ndarray, key_list: list[bytes]) -> np.ndarray:
+        """The slot of the open flow of each key (``_KEY_BYTES``; ``key_list``: the same as Python bytes),
+        -1 where none is open."""
+        found = np.fromiter(map(self._slot_of_key.get, key_list, repeat(-1)), dtype=np.int64, count=len(keys))
         listed = found >= 0
         live = listed.copy()
         live[listed] = self._in_use[found[listed]] & (self._key_of_slot[found[listed]] == keys[listed])
@@ -291,12 +292,12 @@ class FlowMeter:
         self._active -= int(self._in_use[slots].sum())
         self._in_use[slots] = False
 
-    def _open(self, keys: np.ndarray, slots: np.ndarray) -> None:
-        """Record that the flow of each key is open in its slot."""
+    def _open(self, keys: np.ndarray, slots: np.ndarray, key_list: list[bytes]) -> None:
+        """Record that the flow of each key (``key_list``: the same as Python bytes) is open in its slot."""
         self._active += int((~self._in_use[slots]).sum())
         self._in_use[slots] = True
         self._key_of_slot[slots] = keys
-        self._slot_of_key.update(zip(keys.tolist(), slots.tolist()))
+        self._slot_of_key.update(zip(key_list, slots.tolist()))
 
     # ----- per batch ----------------------------------------------------------------------------
 
@@ -346,7 +347,8 @@ class FlowMeter:
         keys["b"] = np.where(sender_is_lo[:, None], dst, src)
         keys["bp"] = np.where(sender_is_lo, dport, sport)
         unique_keys, group = factorize(keys.view(_KEY_BYTES))
-        group_slot = self._open_slots(unique_keys)
+        key_list = unique_keys.tolist()  # the key table's dict keys, made once per batch
+        group_slot = self._open_slots(unique_keys, key_list)
         open_before = group_slot.copy()
 
         ts = frames.ts_ns[selected]
@@ -378,7 +380,7 @@ class FlowMeter:
         self._close(finished)
         # Every group's last flow stays open under its key; only new ones need recording.
         opened = group_slot != open_before
-        self._open(unique_keys[opened], group_slot[opened])
+        self._open(unique_keys[opened], group_slot[opened], list(compress(key_list, opened.tolist())))
         return finished, out.cut_reason[:cuts]
 
     def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
