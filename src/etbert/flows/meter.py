@@ -188,14 +188,6 @@ class _ByteStore:
         self.data = np.zeros(1 << 16, dtype=np.uint8)
         self.used = 0
 
-    def append(self, data: np.ndarray) -> int:
-        """Store ``data``; returns where it starts."""
-        self.data = _room_for(self.data, self.used, len(data))
-        start = self.used
-        self.data[start : start + len(data)] = data
-        self.used += len(data)
-        return start
-
     def append_ranges(self, buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Store ``buffer[s : s + n]`` for every (s, n), back to back; returns where each starts in the store
         (and where the last ends)."""
@@ -490,10 +482,9 @@ class FlowMeter:
         live = self._packets.live
         live_bytes = int(self._packets["blen"][live].sum())
         if self._packet_bytes.used > 2 * live_bytes + (1 << 20):
-            data, offsets = gather_ranges(self._packet_bytes.data[: self._packet_bytes.used],
-                                          self._packets["bstart"][live], self._packets["blen"][live])
-            self._packet_bytes = _ByteStore()
-            self._packet_bytes.append(data)
+            old, self._packet_bytes = self._packet_bytes, _ByteStore()
+            offsets = self._packet_bytes.append_ranges(old.data[: old.used], self._packets["bstart"][live],
+                                                       self._packets["blen"][live])
             self._packets["bstart"][np.flatnonzero(live)] = offsets[:-1]
 
 
