@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+from timing import timed_calls
 
 from etbert.dataset.layout import read_flows
 from etbert.dataset.prepare import PrepareConfig, prepare
@@ -29,18 +29,6 @@ from etbert.models.registry import create_model
 REPO = Path(__file__).resolve().parents[1]
 LAB_CORPUS = REPO / "data" / "lab-default"
 THROUGHPUT_BATCH = 256
-
-
-def timed_calls(call: Callable[[], object], repeat: int) -> list[float]:
-    """Seconds of each of ``repeat`` calls, after two warm-up calls."""
-    for _ in range(2):
-        call()
-    seconds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def tile(flows: pa.Table, rows: int) -> pa.Table:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import dpkt
@@ -28,6 +27,7 @@ from etbert.packets.decode import decode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import tiled_pcap  # noqa: E402
+from timing import timed_calls  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,16 +49,6 @@ def anonymize_and_key(flows):
     seeds = flows.column("flow_index").to_numpy().astype(np.uint64)
     return anonymize_batch(pkt_bytes, l4, directions, "strict", seeds), \
         prepare._duplicate_keys(flows, mask_identity_batch(pkt_bytes, l4))
-
-
-def best_of(runs: int, timed) -> float:
-    timed()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        timed()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -94,7 +84,7 @@ def main() -> None:
             "anonymise + duplicate keys": lambda: [anonymize_and_key(f) for f in flows],
         }
         for name, timed in stages.items():
-            print(f"  {name:26} {frames / best_of(args.runs, timed) / 1e6:6.2f} M frames/s")
+            print(f"  {name:26} {frames / min(timed_calls(timed, args.runs, warmups=1)) / 1e6:6.2f} M frames/s")
 
 
 if __name__ == "__main__":
