@@ -435,6 +435,13 @@ def test_batch_rejects_mismatched_columns():
         anonymize_batch(pkt_bytes, offsets, directions, "strict", np.zeros(2, dtype=np.uint64))
     with pytest.raises(ValueError, match="l4 offsets"):
         mask_identity_batch(pkt_bytes, pa.array([[20, 20]], pa.list_(pa.int16())))
+    seeds = np.zeros(1, dtype=np.uint64)
+    with pytest.raises(ValueError, match="packet heads"):  # one flow of one packet: one head each
+        anonymize_and_digest_batch(pkt_bytes, offsets, directions, "strict", seeds, np.zeros((1, 4), np.uint8),
+                                   np.zeros((2, 4), np.uint8))
+    with pytest.raises(ValueError, match="flow heads"):
+        anonymize_and_digest_batch(pkt_bytes, offsets, directions, "strict", seeds, np.zeros((0, 4), np.uint8),
+                                   np.zeros((1, 4), np.uint8))
 
 
 @pytest.mark.shared_data
