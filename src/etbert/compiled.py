@@ -2,7 +2,7 @@
 
 Numba counts references to every array passed between compiled functions, with atomic updates that it
 cannot remove where the called function branches. In anonymisation's header walk those updates cost
-eight times the walk itself (16 ms against 2 ms for 133,000 packets, measured). A function compiled
+several times the walk itself (about 8x on 133,000 packets, in a one-off comparison). A function compiled
 with numba's ``_nrt=False`` does no counting, at a price: it cannot create arrays. Every array it uses,
 scratch space included, comes from its Python caller, which keeps it alive for the call.
 

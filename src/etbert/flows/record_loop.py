@@ -2,7 +2,7 @@
 into the columns of the flow table (`etbert.flows.schema`), and their slots emptied for reuse.
 
 One pass over the finished slots writes every column; gathering the slot records first and cutting
-columns out of them with NumPy took ten times as long on captures of one- and two-packet flows, where
+columns out of them with NumPy took several times as long on captures of one- and two-packet flows, where
 records are built as often as packets are read.
 """
 
