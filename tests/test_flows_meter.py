@@ -286,3 +286,16 @@ def test_any_packet_sequence_gives_the_same_flows_whatever_the_batches(spec, bat
         got, expected = split.column(column).to_pylist(), whole.column(column).to_pylist()
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-12) if whole.schema.field(column).type == pa.float64() \
             else got == expected, column
+
+
+def test_flows_leave_in_order_of_their_first_packet_whichever_slot_they_held():
+    # A ends after the first batch and D, starting later, reuses its slot; B, C and D then end together
+    # at the end of the capture and must leave as B, C, D: by first packet, not by slot.
+    first = connection(1000.0, sport=40001) + [udp_packet(1000.5, C, S, 5000 + i, 53) for i in range(2)]
+    first.append(udp_packet(1010.0, C, S, 5000, 53))  # moves the clock past A's close grace
+    second = [udp_packet(1011.0, C, S, 6000, 53)]
+    meter = FlowMeter(capture="test.pcap")
+    ended = meter.add(decode(frames_of(first)))
+    assert ended.column("client_port").to_pylist() == [40001]
+    assert meter.add(decode(frames_of(second))) is None
+    assert meter.flush().column("client_port").to_pylist() == [5000, 5001, 6000]

@@ -2,8 +2,9 @@
 
 Per batch, packets are grouped by their direction-free 5-tuple (NumPy and Arrow), then run in capture
 order through the flow rules and statistics by a compiled loop (`etbert.flows.packet_loop`); finished
-flows become Arrow record batches. State carried between batches lives in a slot table (one record per
-open flow), so memory grows with the number of *active* flows, never with the size of the capture.
+flows become Arrow record batches, in the order of their first packets. State carried between batches
+lives in a slot table (one record per open flow), so memory grows with the number of *active* flows,
+never with the size of the capture.
 
 Rules that end a flow (defaults follow nfstream):
 - idle timeout: no packet for ``idle_timeout`` seconds;
@@ -71,6 +72,7 @@ class MeterCounters:
 
 # Per-slot state: name -> (dtype, trailing shape, value of an empty slot).
 _SLOT_FIELDS = {
+    "opened_by": (np.int64, (), 0),  # number of the flow's first packet in the capture: flows leave in this order
     "start_ns": (np.int64, (), 0),
     "last_ns": (np.int64, (), 0),
     "linktype": (np.int32, (), 0),
@@ -357,7 +359,8 @@ class FlowMeter:
         while len(self._free) < len(selected):  # a new flow per packet at most
             self._grow(self._capacity * 2)
         free = np.array(self._free[-len(selected):], dtype=np.int64)
-        out = meter_packets(packets, group_slot, free, self._slots, round(cfg.idle_timeout * NS),
+        out = meter_packets(packets, self.counters.packets - len(selected), group_slot, free, self._slots,
+                            round(cfg.idle_timeout * NS),
                             round(cfg.active_timeout * NS), round(cfg.close_grace * NS), cfg.max_packets,
                             cfg.max_bursts)
         stored, bursts, cuts, taken = out.counts.tolist()
@@ -418,7 +421,10 @@ class FlowMeter:
         slots = np.concatenate(finished) if finished else np.zeros(0, dtype=np.int64)
         if not len(slots):
             return None
-        why = np.concatenate(reasons).astype(np.int64)
+        # Flows leave in the order their first packets came, whichever slots they held.
+        order = np.argsort(self._slots["opened_by"][slots], kind="stable")
+        slots = slots[order]
+        why = np.concatenate(reasons).astype(np.int64)[order]
         position = np.full(self._capacity, -1, dtype=np.int64)
         position[slots] = np.arange(len(slots))
         packets = self._packets.take(position[self._packets["slot"]] >= 0)

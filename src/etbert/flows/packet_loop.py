@@ -64,17 +64,19 @@ class LoopOutput(NamedTuple):
     cut_reason: np.ndarray
 
 
-def meter_packets(packets: PacketColumns, group_slot: np.ndarray, free: np.ndarray, table: np.ndarray,
-                  idle_ns: int, active_ns: int, grace_ns: int, max_packets: int, max_bursts: int) -> LoopOutput:
+def meter_packets(packets: PacketColumns, first_number: int, group_slot: np.ndarray, free: np.ndarray,
+                  table: np.ndarray, idle_ns: int, active_ns: int, grace_ns: int, max_packets: int,
+                  max_bursts: int) -> LoopOutput:
     """Run the packets through their flows, in capture order.
 
-    ``group_slot[g]``: the slot of group g's open flow, -1 if none; updated in place to the slot open after
-    the batch. New flows take slots from the end of ``free`` (it must hold one per packet).
+    ``first_number``: the number of the batch's first packet in the capture. ``group_slot[g]``: the slot
+    of group g's open flow, -1 if none; updated in place to the slot open after the batch.
+    New flows take slots from the end of ``free`` (it must hold one per packet).
     """
     n = len(packets.ts)
     out = LoopOutput(np.zeros(4, np.int64), *(np.empty(n, np.int64) for _ in range(5)),
                      *(np.empty(n, np.int64) for _ in range(4)), np.empty(n, np.int64), np.empty(n, np.int64))
-    _loop(packets, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
+    _loop(packets, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
     return out
 
 
@@ -90,7 +92,7 @@ def _welford(n, mean, m2, low, high, row, x):
 
 
 @compiled
-def _loop(p, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
+def _loop(p, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
     stored = bursts = cuts = taken = 0
     for i in range(len(p.ts)):
         g = p.group[i]
@@ -127,6 +129,7 @@ def _loop(p, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets,
             client_is_lo = p.sender_is_lo[i] != synack
             sender_is_client = p.sender_is_lo[i] == client_is_lo
             s.client_is_lo = client_is_lo
+            s.opened_by = first_number + i
             s.start_ns = ts
             s.linktype = p.linktype[i]
             s.ip_version = p.ip_version[i]
