@@ -299,3 +299,16 @@ def test_flows_leave_in_order_of_their_first_packet_whichever_slot_they_held():
     assert ended.column("client_port").to_pylist() == [40001]
     assert meter.add(decode(frames_of(second))) is None
     assert meter.flush().column("client_port").to_pylist() == [5000, 5001, 6000]
+
+
+def test_a_batch_with_more_new_flows_than_free_slots_keeps_every_flow_whole():
+    # 3,000 flows open in one batch (the table starts with 1,024 slots and grows mid-batch), and each gets
+    # its second packet in the next batch, so every key is looked up again after the table was rebuilt.
+    hosts = [(f"10.1.{i // 250}.{i % 250 + 1}", 1024 + i) for i in range(3000)]
+    first = [udp_packet(1000.0 + i * 1e-4, h, S, port, 53) for i, (h, port) in enumerate(hosts)]
+    second = [udp_packet(1001.0 + i * 1e-4, S, h, 53, port) for i, (h, port) in enumerate(reversed(hosts))]
+    table = meter_all(first + second, batch_size=len(first))
+    assert table.num_rows == 3000
+    assert set(table.column("fwd_packets").to_pylist()) == {1}
+    assert set(table.column("bwd_packets").to_pylist()) == {1}
+    assert table.column("client_port").to_pylist() == [port for _, port in hosts]

@@ -1,7 +1,8 @@
 """The flow meter: the single place where packets become bidirectional flows.
 
-Per batch, packets are grouped by their direction-free 5-tuple (NumPy and Arrow), then run in capture
-order through the flow rules and statistics by a compiled loop (`etbert.flows.packet_loop`); finished
+Per batch, packets run in capture order through the flow rules and statistics in a compiled loop
+(`etbert.flows.packet_loop`), which finds each packet's open flow by its direction-free 5-tuple in a
+compiled hash table (`etbert.flows.key_table`); finished
 flows become Arrow record batches, in the order of their first packets. State carried between batches
 lives in a slot table (one record per open flow), so memory grows with the number of *active* flows,
 never with the size of the capture.
@@ -21,22 +22,34 @@ whatever the batch boundaries (a property test checks it).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from itertools import compress, repeat
 
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import copy_ranges, factorize, gather_ranges, lexsort_ints, range_offsets
-from etbert.flows.packet_loop import CUT_CLOSED, CUT_IDLE, PacketColumns, meter_packets
+from etbert.flows.arrays import copy_ranges, gather_ranges, lexsort_ints, range_offsets
+from etbert.flows.key_table import KEY_WORDS, forget_slots, index_slots, new_index
+from etbert.flows.packet_loop import (
+    BURSTS,
+    CUT_CLOSED,
+    CUT_IDLE,
+    CUTS,
+    FREE,
+    NEXT,
+    OPENED,
+    STORED,
+    FlowTable,
+    PacketColumns,
+    loop_output,
+    meter_packets,
+)
 from etbert.flows.record_loop import SCHEMA_COLUMNS, empty_columns, take_records
 from etbert.flows.schema import END_REASONS, FLOW_SCHEMA
 from etbert.packets.addresses import format_addresses
 from etbert.packets.batch import PacketBatch, Status
 
 NS = 1_000_000_000
-_KEY = np.dtype([("p", "u1"), ("a", "u1", (16,)), ("ap", ">u2"), ("b", "u1", (16,)), ("bp", ">u2")])
-_KEY_BYTES = np.dtype((np.void, _KEY.itemsize))  # a direction-free 5-tuple as one comparable value
 _FRAGMENT_MEMORY = 65536  # first fragments remembered so later fragments can find their ports
 
 
@@ -72,6 +85,8 @@ class MeterCounters:
 
 # Per-slot state: name -> (dtype, trailing shape, value of an empty slot).
 _SLOT_FIELDS = {
+    "key": (np.uint64, (KEY_WORDS,), 0),  # the direction-free 5-tuple, as the key table compares it
+    "key_hash": (np.uint64, (), 0),
     "opened_by": (np.int64, (), 0),  # number of the flow's first packet in the capture: flows leave in this order
     "start_ns": (np.int64, (), 0),
     "last_ns": (np.int64, (), 0),
@@ -209,13 +224,11 @@ class FlowMeter:
         self.counters = MeterCounters()
         self._capacity = 0
         self._slots = np.zeros(0, dtype=_SLOT_DTYPE)
-        self._free: list[int] = []
-        # Open flows by key. Released slots are not deleted from the dict one by one (that loop cost more
-        # than the rest of the meter on captures of short flows): an entry counts only while its slot is
-        # in use under the same key, and the dict is rebuilt from the live slots once stale entries dominate.
-        self._slot_of_key: dict[bytes, int] = {}
-        self._key_of_slot = np.zeros(0, dtype=_KEY_BYTES)
         self._in_use = np.zeros(0, dtype=bool)
+        self._free = np.zeros(0, dtype=np.int64)  # a stack: the next new flow takes _free[_free_count - 1]
+        self._free_count = 0
+        self._index = new_index(0)
+        self._hash_seed = np.uint64(int.from_bytes(os.urandom(8), "little"))
         self._active = 0
         self._fragment_ports: dict[tuple, tuple[int, int]] = {}
         self._packets = _Table(_PACKET_COLUMNS)
@@ -259,39 +272,25 @@ class FlowMeter:
         _slot_bytes(slots)[:] = _EMPTY_SLOT_BYTES
         slots[: self._capacity] = self._slots
         self._slots = slots
-        self._free.extend(range(capacity - 1, self._capacity - 1, -1))
-        self._key_of_slot = np.concatenate([self._key_of_slot, np.zeros(capacity - self._capacity, _KEY_BYTES)])
         self._in_use = np.concatenate([self._in_use, np.zeros(capacity - self._capacity, bool)])
+        free = np.empty(capacity, dtype=np.int64)
+        free[: self._free_count] = self._free[: self._free_count]
+        added = capacity - self._capacity
+        free[self._free_count : self._free_count + added] = np.arange(capacity - 1, self._capacity - 1, -1)
+        self._free, self._free_count = free, self._free_count + added
+        self._index = new_index(capacity)
+        index_slots(self._index, self._slots, np.flatnonzero(self._in_use))
         self._capacity = capacity
+
+    def _flow_table(self) -> FlowTable:
+        return FlowTable(self._slots, self._in_use, self._index, self._hash_seed, self._free)
 
     def _release(self, slots: np.ndarray) -> None:
         """The emitted flows' slots (already reset by `take_records`) are free again."""
-        self._close(slots)
-        self._free.extend(slots.tolist())
-        if len(self._slot_of_key) > 2 * self._active + 4096:
-            live = np.flatnonzero(self._in_use)
-            self._slot_of_key = dict(zip(self._key_of_slot[live].tolist(), live.tolist()))
-
-    def _open_slots(self, keys: np.ndarray, key_list: list[bytes]) -> np.ndarray:
-        """The slot of the open flow of each key (``_KEY_BYTES``; ``key_list``: the same as Python bytes),
-        -1 where none is open."""
-        found = np.fromiter(map(self._slot_of_key.get, key_list, repeat(-1)), dtype=np.int64, count=len(keys))
-        listed = found >= 0
-        live = listed.copy()
-        live[listed] = self._in_use[found[listed]] & (self._key_of_slot[found[listed]] == keys[listed])
-        return np.where(live, found, -1)
-
-    def _close(self, slots: np.ndarray) -> None:
-        """The flows in ``slots`` are no longer open (their keys may open new flows)."""
         self._active -= int(self._in_use[slots].sum())
         self._in_use[slots] = False
-
-    def _open(self, keys: np.ndarray, slots: np.ndarray, key_list: list[bytes]) -> None:
-        """Record that the flow of each key (``key_list``: the same as Python bytes) is open in its slot."""
-        self._active += int((~self._in_use[slots]).sum())
-        self._in_use[slots] = True
-        self._key_of_slot[slots] = keys
-        self._slot_of_key.update(zip(key_list, slots.tolist()))
+        self._free[self._free_count : self._free_count + len(slots)] = slots
+        self._free_count += len(slots)
 
     # ----- per batch ----------------------------------------------------------------------------
 
@@ -327,23 +326,13 @@ class FlowMeter:
         dport = dport_all[selected].astype(np.uint16)
         protocol = batch.protocol[selected]
 
-        # Direction-free key: the lower (address, port) endpoint first.
+        # The sender is the key's lower endpoint when its (address, port) comes first.
         src_words = np.ascontiguousarray(src).view(">u8")
         dst_words = np.ascontiguousarray(dst).view(">u8")
         sender_is_lo = (src_words[:, 0] < dst_words[:, 0]) | (
             (src_words[:, 0] == dst_words[:, 0])
             & ((src_words[:, 1] < dst_words[:, 1]) | ((src_words[:, 1] == dst_words[:, 1]) & (sport <= dport)))
         )
-        keys = np.zeros(len(selected), dtype=_KEY)
-        keys["p"] = protocol
-        keys["a"] = np.where(sender_is_lo[:, None], src, dst)
-        keys["ap"] = np.where(sender_is_lo, sport, dport)
-        keys["b"] = np.where(sender_is_lo[:, None], dst, src)
-        keys["bp"] = np.where(sender_is_lo, dport, sport)
-        unique_keys, group = factorize(keys.view(_KEY_BYTES))
-        key_list = unique_keys.tolist()  # the key table's dict keys, made once per batch
-        group_slot = self._open_slots(unique_keys, key_list)
-        open_before = group_slot.copy()
 
         ts = frames.ts_ns[selected]
         self._clock = int(ts.max()) if self._clock is None else max(self._clock, int(ts.max()))
@@ -351,32 +340,31 @@ class FlowMeter:
         l3 = batch.l3_offset[selected].astype(np.int64)
         payload_at = batch.payload_offset[selected].astype(np.int64)
         packets = PacketColumns(
-            group=group, ts=ts, sender_is_lo=sender_is_lo, flags=batch.tcp_flags[selected], protocol=protocol,
+            ts=ts, sender_is_lo=sender_is_lo, flags=batch.tcp_flags[selected], protocol=protocol,
             length=length, payload=np.where(payload_at >= 0, np.maximum(length - (payload_at - l3), 0), 0),
             fragment=batch.fragment[selected], linktype=frames.linktype[selected],
-            ip_version=batch.ip_version[selected], src=src, dst=dst, sport=sport, dport=dport,
+            ip_version=batch.ip_version[selected], src=src, dst=dst, src_words=src_words.view(np.uint64),
+            dst_words=dst_words.view(np.uint64), sport=sport, dport=dport,
         )
-        while len(self._free) < len(selected):  # a new flow per packet at most
-            self._grow(self._capacity * 2)
-        free = np.array(self._free[-len(selected):], dtype=np.int64)
-        out = meter_packets(packets, self.counters.packets - len(selected), group_slot, free, self._slots,
-                            round(cfg.idle_timeout * NS),
-                            round(cfg.active_timeout * NS), round(cfg.close_grace * NS), cfg.max_packets,
-                            cfg.max_bursts)
-        stored, bursts, cuts, taken = out.counts.tolist()
-        del self._free[len(self._free) - taken :]
+        out = loop_output(len(selected), self._free_count)
+        while True:  # the loop stops when it runs out of free slots, to go on once there are more
+            meter_packets(packets, self.counters.packets - len(selected), self._flow_table(),
+                          round(cfg.idle_timeout * NS), round(cfg.active_timeout * NS), round(cfg.close_grace * NS),
+                          cfg.max_packets, cfg.max_bursts, out)
+            self._free_count = int(out.counts[FREE])
+            if out.counts[NEXT] == len(selected):
+                break
+            self._grow(2 * self._capacity)
+            out.counts[FREE] = self._free_count
+        stored, bursts, cuts = int(out.counts[STORED]), int(out.counts[BURSTS]), int(out.counts[CUTS])
+        self._active += int(out.counts[OPENED]) - cuts
 
         self._store_packets(batch, selected[out.stored_packet[:stored]], out.stored_slot[:stored],
                             out.stored_rank[:stored], out.stored_direction[:stored], out.stored_iat[:stored])
         if bursts:
             self._bursts.append(slot=out.burst_slot[:bursts], rank=out.burst_rank[:bursts],
                                 packets=out.burst_packets[:bursts], bytes=out.burst_bytes[:bursts])
-        finished = out.cut_slot[:cuts]
-        self._close(finished)
-        # Every group's last flow stays open under its key; only new ones need recording.
-        opened = group_slot != open_before
-        self._open(unique_keys[opened], group_slot[opened], list(compress(key_list, opened.tolist())))
-        return finished, out.cut_reason[:cuts]
+        return out.cut_slot[:cuts], out.cut_reason[:cuts]
 
     def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
         """Keep the first packets of flows with their bytes from the IP header on (capped)."""
@@ -433,6 +421,7 @@ class FlowMeter:
         packet_counts = np.bincount(position[packets["slot"]], minlength=len(slots))
         bursts = self._burst_rows(slots, position)
         records = empty_columns(len(slots))
+        forget_slots(self._index, self._slots, slots)  # before take_records empties the slots and their keys
         take_records(self._slots, _slot_bytes(self._slots), _EMPTY_SLOT_BYTES, slots, why, records)  # empties slots
 
         columns: dict[str, np.ndarray | pa.Array] = {name: getattr(records, name) for name in SCHEMA_COLUMNS}

@@ -3,8 +3,9 @@
 Whether a packet starts a new flow depends on the flow's state after the previous packet (its last
 time, whether it saw a FIN or RST, when it started), so the rules read best as a loop over packets in
 capture order. In NumPy the same rules took about a hundred array passes per batch; compiled, the loop
-runs several times faster and says what it does. The meter (`etbert.flows.meter`) keeps everything
-else: grouping packets by 5-tuple, the key table, expiry and building the flow records.
+runs several times faster and says what it does. Each packet finds its open flow in the key table
+(`etbert.flows.key_table`); the meter (`etbert.flows.meter`) keeps everything else: the usable packets,
+expiry between batches and building the flow records.
 
 The slot table is one NumPy structured array, a record per slot (`etbert.flows.meter._SLOT_DTYPE`), so
 that a packet's update touches a few adjacent cache lines rather than one line in each of forty arrays
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from etbert.compiled import compiled
+from etbert.flows.key_table import find, key_hash, packed_ports
 from etbert.flows.schema import END_REASONS
 
 # Why a flow ended when a later packet of its 5-tuple started a new one, as indices into END_REASONS. A
@@ -31,7 +33,6 @@ TCP = 6
 class PacketColumns(NamedTuple):
     """The usable packets of a batch in capture order, one entry each."""
 
-    group: np.ndarray  # int64: index of the packet's direction-free 5-tuple in the batch
     ts: np.ndarray  # int64 ns
     sender_is_lo: np.ndarray  # bool: the sender is the key's lower endpoint
     flags: np.ndarray  # uint8 TCP flags (0 for UDP)
@@ -43,14 +44,34 @@ class PacketColumns(NamedTuple):
     ip_version: np.ndarray  # uint8
     src: np.ndarray  # (n, 16) uint8
     dst: np.ndarray  # (n, 16) uint8
+    src_words: np.ndarray  # (n, 2) uint64: the same addresses as words, for the key table
+    dst_words: np.ndarray
     sport: np.ndarray  # uint16
     dport: np.ndarray  # uint16
 
 
-class LoopOutput(NamedTuple):
-    """What one call found, in the first ``counts[i]`` rows of each part."""
+class FlowTable(NamedTuple):
+    """The meter's open flows, updated in place: the slot records, which slots hold an open flow, the key
+    table (`etbert.flows.key_table`) and its seed, and a stack of free slots (``free[:free_count]``, the
+    count in the loop's output)."""
 
-    counts: np.ndarray  # (stored packets, closed bursts, cut flows, slots taken from ``free``)
+    slots: np.ndarray
+    in_use: np.ndarray  # bool per slot
+    index: np.ndarray
+    seed: np.uint64
+    free: np.ndarray
+
+
+# Entries of LoopOutput.counts
+STORED, BURSTS, CUTS, FREE, NEXT, OPENED = range(6)
+
+
+class LoopOutput(NamedTuple):
+    """What the loop found, in the first ``counts[STORED]``, ``counts[BURSTS]`` and ``counts[CUTS]`` rows
+    of each part. ``counts[FREE]``: slots left on the free stack; ``counts[NEXT]``: the first packet not yet
+    run (the loop stops early when the free stack runs out); ``counts[OPENED]``: flows opened."""
+
+    counts: np.ndarray
     stored_packet: np.ndarray  # index of a packet kept with its bytes (rank below max_packets)
     stored_slot: np.ndarray
     stored_rank: np.ndarray
@@ -64,20 +85,20 @@ class LoopOutput(NamedTuple):
     cut_reason: np.ndarray
 
 
-def meter_packets(packets: PacketColumns, first_number: int, group_slot: np.ndarray, free: np.ndarray,
-                  table: np.ndarray, idle_ns: int, active_ns: int, grace_ns: int, max_packets: int,
-                  max_bursts: int) -> LoopOutput:
-    """Run the packets through their flows, in capture order.
+def loop_output(packets: int, free_count: int) -> LoopOutput:
+    counts = np.zeros(6, np.int64)
+    counts[FREE] = free_count
+    return LoopOutput(counts, *(np.empty(packets, np.int64) for _ in range(11)))
 
-    ``first_number``: the number of the batch's first packet in the capture. ``group_slot[g]``: the slot
-    of group g's open flow, -1 if none; updated in place to the slot open after the batch.
-    New flows take slots from the end of ``free`` (it must hold one per packet).
+
+def meter_packets(packets: PacketColumns, first_number: int, flows: FlowTable, idle_ns: int, active_ns: int,
+                  grace_ns: int, max_packets: int, max_bursts: int, out: LoopOutput) -> None:
+    """Run the packets from ``out.counts[NEXT]`` on through their flows, in capture order, until the end
+    or until a new flow finds the free stack empty; the caller then adds slots and calls again.
+
+    ``first_number``: the number of the batch's first packet in the capture.
     """
-    n = len(packets.ts)
-    out = LoopOutput(np.zeros(4, np.int64), *(np.empty(n, np.int64) for _ in range(5)),
-                     *(np.empty(n, np.int64) for _ in range(4)), np.empty(n, np.int64), np.empty(n, np.int64))
-    _loop(packets, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
-    return out
+    _loop(packets, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
 
 
 @compiled
@@ -92,14 +113,24 @@ def _welford(n, mean, m2, low, high, row, x):
 
 
 @compiled
-def _loop(p, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
-    stored = bursts = cuts = taken = 0
-    for i in range(len(p.ts)):
-        g = p.group[i]
+def _loop(p, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
+    table, index = flows.slots, flows.index
+    stored, bursts, cuts = out.counts[STORED], out.counts[BURSTS], out.counts[CUTS]
+    free_count, opened = out.counts[FREE], out.counts[OPENED]
+    i = out.counts[NEXT]
+    while i < len(p.ts) and free_count > 0:
         ts = p.ts[i]
         flags = p.flags[i]
         is_tcp = p.protocol[i] == TCP
-        slot = group_slot[g]
+        if p.sender_is_lo[i]:
+            k0, k1, k2, k3 = p.src_words[i, 0], p.src_words[i, 1], p.dst_words[i, 0], p.dst_words[i, 1]
+            k4 = packed_ports(p.protocol[i], p.sport[i], p.dport[i])
+        else:
+            k0, k1, k2, k3 = p.dst_words[i, 0], p.dst_words[i, 1], p.src_words[i, 0], p.src_words[i, 1]
+            k4 = packed_ports(p.protocol[i], p.dport[i], p.sport[i])
+        h = key_hash(flows.seed, k0, k1, k2, k3, k4)
+        at = find(index, table, h, k0, k1, k2, k3, k4)
+        slot = index[at]
 
         # Does this packet continue the open flow of its 5-tuple?
         if slot >= 0:
@@ -117,14 +148,19 @@ def _loop(p, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns
                 out.cut_slot[cuts] = slot
                 out.cut_reason[cuts] = reason
                 cuts += 1
+                flows.in_use[slot] = False
                 slot = -1
 
         continues = slot >= 0
         if not continues:  # a new flow: the sender is the client, unless this is a SYN-ACK
-            taken += 1
-            slot = free[len(free) - taken]
-            group_slot[g] = slot
+            free_count -= 1
+            slot = flows.free[free_count]
+            opened += 1
+            index[at] = slot
+            flows.in_use[slot] = True
             s = table[slot]
+            s.key_hash = h
+            s.key[0], s.key[1], s.key[2], s.key[3], s.key[4] = k0, k1, k2, k3, k4
             synack = is_tcp and (flags & (SYN | ACK)) == (SYN | ACK)
             client_is_lo = p.sender_is_lo[i] != synack
             sender_is_client = p.sender_is_lo[i] == client_is_lo
@@ -192,5 +228,7 @@ def _loop(p, first_number, group_slot, free, table, idle_ns, active_ns, grace_ns
         if is_tcp and flags & (FIN | RST):
             s.terminated = True
         s.last_ns = ts
+        i += 1
 
-    out.counts[0], out.counts[1], out.counts[2], out.counts[3] = stored, bursts, cuts, taken
+    out.counts[STORED], out.counts[BURSTS], out.counts[CUTS] = stored, bursts, cuts
+    out.counts[FREE], out.counts[NEXT], out.counts[OPENED] = free_count, i, opened
