@@ -1,4 +1,4 @@
-"""Array helpers: packed sorting must order exactly as np.lexsort, whatever the key widths."""
+"""Array helpers against their plain NumPy or Python equivalents."""
 
 from __future__ import annotations
 
@@ -8,21 +8,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etbert.dataset.split import count_pairs
-from etbert.flows.arrays import distinct_strings, factorize, gather_ranges, lexsort_ints
+from etbert.flows.arrays import distinct_strings, factorize, gather_ranges, grouped_order
 
-widths = st.sampled_from([1, 2, 8, 17, 32, 63])
+@settings(deadline=None)  # the first example may pay for compiling the loop
+@given(st.integers(1, 6).flatmap(lambda count: st.tuples(st.just(count),
+                                                        st.lists(st.integers(0, count - 1), max_size=60))))
+def test_grouped_order_is_a_stable_sort_by_group(case):
+    count, groups = case
+    groups = np.array(groups, dtype=np.int64)
+    order, counts = grouped_order(groups, count)
+    assert order.tolist() == np.argsort(groups, kind="stable").tolist()
+    assert counts.tolist() == np.bincount(groups, minlength=count).tolist()
 
 
-@given(data=st.data(), rows=st.integers(0, 60), key_widths=st.lists(widths, min_size=1, max_size=4))
-def test_lexsort_ints_orders_as_lexsort(data, rows, key_widths):
-    keys = tuple(np.array(data.draw(st.lists(st.integers(0, 2**w - 1), min_size=rows, max_size=rows)),
-                          dtype=np.uint64 if w == 63 else np.int64) for w in key_widths)
-    assert lexsort_ints(keys).tolist() == np.lexsort(keys).tolist()
-
-
-def test_lexsort_ints_refuses_negative_keys():
+@pytest.mark.parametrize("groups", [[0, 3], [1, -1]])
+def test_grouped_order_refuses_groups_out_of_range(groups):
     with pytest.raises(ValueError):
-        lexsort_ints((np.array([1, -1]),))
+        grouped_order(np.array(groups), 3)
 
 
 @given(st.lists(st.binary(min_size=3, max_size=3), max_size=40))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import copy_ranges, gather_ranges, lexsort_ints, range_offsets
+from etbert.flows.arrays import copy_ranges, gather_ranges, grouped_order, range_offsets
 from etbert.flows.key_table import KEY_WORDS, forget_slots, index_slots, new_index
 from etbert.flows.packet_loop import (
     BURSTS,
@@ -136,8 +136,8 @@ def _slot_bytes(slots: np.ndarray) -> np.ndarray:
     """The slot records as rows of raw bytes: NumPy gathers and fills those far faster than records."""
     return slots.view(np.uint8).reshape(len(slots), _SLOT_DTYPE.itemsize)
 
-_PACKET_COLUMNS = ("slot", "rank", "direction", "length", "iat", "flags", "l4", "payload", "bstart", "blen")
-_BURST_COLUMNS = ("slot", "rank", "packets", "bytes")
+_PACKET_COLUMNS = ("slot", "direction", "length", "iat", "flags", "l4", "payload", "bstart", "blen")
+_BURST_COLUMNS = ("slot", "packets", "bytes")  # rows of a flow in the order its packets and bursts came
 
 
 class _Table:
@@ -360,13 +360,13 @@ class FlowMeter:
         self._active += int(out.counts[OPENED]) - cuts
 
         self._store_packets(batch, selected[out.stored_packet[:stored]], out.stored_slot[:stored],
-                            out.stored_rank[:stored], out.stored_direction[:stored], out.stored_iat[:stored])
+                            out.stored_direction[:stored], out.stored_iat[:stored])
         if bursts:
-            self._bursts.append(slot=out.burst_slot[:bursts], rank=out.burst_rank[:bursts],
+            self._bursts.append(slot=out.burst_slot[:bursts],
                                 packets=out.burst_packets[:bursts], bytes=out.burst_bytes[:bursts])
         return out.cut_slot[:cuts], out.cut_reason[:cuts]
 
-    def _store_packets(self, batch: PacketBatch, idx, slot, rank, direction, iat) -> None:
+    def _store_packets(self, batch: PacketBatch, idx, slot, direction, iat) -> None:
         """Keep the first packets of flows with their bytes from the IP header on (capped)."""
         if not len(idx):
             return
@@ -383,7 +383,6 @@ class FlowMeter:
         offsets = self._packet_bytes.append_ranges(frames.buffer, frame_start, blen)
         self._packets.append(
             slot=slot,
-            rank=rank,
             direction=direction,
             length=length,
             iat=iat,
@@ -416,9 +415,9 @@ class FlowMeter:
         position = np.full(self._capacity, -1, dtype=np.int64)
         position[slots] = np.arange(len(slots))
         packets = self._packets.take(position[self._packets["slot"]] >= 0)
-        packet_order = lexsort_ints((packets["rank"], position[packets["slot"]]))
+        # Each flow's rows were stored in the order its packets came, and a stable order by flow keeps it.
+        packet_order, packet_counts = grouped_order(position[packets["slot"]], len(slots))
         packets = {name: column[packet_order] for name, column in packets.items()}
-        packet_counts = np.bincount(position[packets["slot"]], minlength=len(slots))
         bursts = self._burst_rows(slots, position)
         records = empty_columns(len(slots))
         forget_slots(self._index, self._slots, slots)  # before take_records empties the slots and their keys
@@ -462,15 +461,10 @@ class FlowMeter:
         stored = self._bursts.take(position[self._bursts["slot"]] >= 0)
         has_open = (s["burst_dir"][slots] >= 0) & (s["bursts_closed"][slots] < self.config.max_bursts)
         slot = np.concatenate([stored["slot"], slots[has_open]])
-        rank = np.concatenate([stored["rank"], s["bursts_closed"][slots[has_open]]])
         packets = np.concatenate([stored["packets"], s["burst_packets"][slots[has_open]]])
         byte_counts = np.concatenate([stored["bytes"], s["burst_bytes"][slots[has_open]]])
-        order = lexsort_ints((rank, position[slot]))
-        return {
-            "packets": packets[order],
-            "bytes": byte_counts[order],
-            "counts": np.bincount(position[slot], minlength=len(slots)),
-        }
+        order, counts = grouped_order(position[slot], len(slots))  # the open burst after the closed ones
+        return {"packets": packets[order], "bytes": byte_counts[order], "counts": counts}
 
     def _compact_packet_bytes(self) -> None:
         """Drop bytes of emitted packets once they outweigh the live ones (amortised O(1) per byte)."""

@@ -74,11 +74,9 @@ class LoopOutput(NamedTuple):
     counts: np.ndarray
     stored_packet: np.ndarray  # index of a packet kept with its bytes (rank below max_packets)
     stored_slot: np.ndarray
-    stored_rank: np.ndarray
     stored_direction: np.ndarray
     stored_iat: np.ndarray  # ns, 0 for a flow's first packet
     burst_slot: np.ndarray
-    burst_rank: np.ndarray
     burst_packets: np.ndarray
     burst_bytes: np.ndarray
     cut_slot: np.ndarray
@@ -88,7 +86,7 @@ class LoopOutput(NamedTuple):
 def loop_output(packets: int, free_count: int) -> LoopOutput:
     counts = np.zeros(6, np.int64)
     counts[FREE] = free_count
-    return LoopOutput(counts, *(np.empty(packets, np.int64) for _ in range(11)))
+    return LoopOutput(counts, *(np.empty(packets, np.int64) for _ in range(9)))
 
 
 def meter_packets(packets: PacketColumns, first_number: int, flows: FlowTable, idle_ns: int, active_ns: int,
@@ -182,7 +180,6 @@ def _loop(p, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max
         if rank < max_packets:
             out.stored_packet[stored] = i
             out.stored_slot[stored] = slot
-            out.stored_rank[stored] = rank
             out.stored_direction[stored] = d
             out.stored_iat[stored] = ts - s.last_ns if continues else 0
             stored += 1
@@ -195,7 +192,6 @@ def _loop(p, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max
             if s.burst_dir >= 0:
                 if s.bursts_closed < max_bursts:
                     out.burst_slot[bursts] = slot
-                    out.burst_rank[bursts] = s.bursts_closed
                     out.burst_packets[bursts] = s.burst_packets
                     out.burst_bytes[bursts] = s.burst_bytes
                     bursts += 1
