@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from etbert.dataset.split import count_pairs
 from etbert.flows.arrays import distinct_strings, factorize, gather_ranges, grouped_order
 
+
 @settings(deadline=None)  # the first example may pay for compiling the loop
 @given(st.integers(1, 6).flatmap(lambda count: st.tuples(st.just(count),
                                                         st.lists(st.integers(0, count - 1), max_size=60))))
