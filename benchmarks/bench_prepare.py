@@ -1,11 +1,12 @@
 """Throughput of `etbert prepare` beside a plain dpkt decode loop over the same captures.
 
-    .venv/bin/python benchmarks/bench_prepare.py [CAPTURE_OR_FOLDER ...] [--repeat N] [--workers 1 2]
+    .venv/bin/python benchmarks/bench_prepare.py [CAPTURE_OR_FOLDER ...] [--repeat N] [--workers 1 2] [--files F]
 
 Default input: the real captures in ../shared/data/ustc-tfc2016 (if present) and the bundled lab corpus.
-Each input is first tiled N times into one larger pcap (timestamps shifted, so flows stay distinct in time)
-to make the figures stable, and every figure is the best of --runs timings (after one untimed warm-up
-run of each, so imports and first-call costs are not counted). Prints packets/s for dpkt, for `prepare`
+Each input is first tiled N times into a larger pcap (timestamps shifted, so flows stay distinct in time),
+written F times (default: one file per worker of the largest --workers, which share out the files), to
+make the figures stable. Every figure is the best of --runs timings, after one untimed warm-up run of
+each, so imports and first-call costs are not counted. Prints packets/s for dpkt, for `prepare`
 per anonymisation policy and worker count, and the ratios.
 """
 
@@ -26,7 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiled_pcap(sources: list[Path], repeat: int, out: Path) -> int:
-    """Write the Ethernet pcap records of ``sources`` ``repeat`` times into one file; returns the frame count."""
+    """Write the Ethernet pcap records of ``sources`` ``repeat`` times into one file; returns the frame count.
+
+    Each copy is shifted in time, and its IP TTLs (hop limits) differ from the other copies': TTL is
+    neither anonymised nor masked, so copies stay distinct flows rather than duplicates that `prepare`
+    would drop before writing (real captures hold few duplicates, and writing them costs time).
+    """
     frames = []
     for source in sources:
         with open(source, "rb") as handle:
@@ -36,14 +42,29 @@ def tiled_pcap(sources: list[Path], repeat: int, out: Path) -> int:
                 continue
             if reader.datalink() != dpkt.pcap.DLT_EN10MB:
                 continue
-            frames += [(ts, buf) for ts, buf in reader]
-    span = (max(ts for ts, _ in frames) - min(ts for ts, _ in frames)) + 1000 if frames else 0
+            frames += [(ts, buf, ttl_offset(buf)) for ts, buf in reader]
+    span = (max(ts for ts, _, _ in frames) - min(ts for ts, _, _ in frames)) + 1000 if frames else 0
     with open(out, "wb") as handle:
         writer = dpkt.pcap.Writer(handle, linktype=dpkt.pcap.DLT_EN10MB)
         for r in range(repeat):
-            for ts, buf in frames:
-                writer.writepkt(buf, ts + r * span)
+            for ts, buf, at in frames:
+                if at is not None and r:
+                    buf = bytearray(buf)
+                    buf[at] ^= r & 0xFF
+                writer.writepkt(bytes(buf), ts + r * span)
     return len(frames) * repeat
+
+
+def ttl_offset(frame: bytes) -> int | None:
+    """Where an Ethernet frame's IPv4 TTL or IPv6 hop limit is (after any VLAN tags), or None."""
+    at, ethertype = 12, None
+    while len(frame) >= at + 2:
+        ethertype = int.from_bytes(frame[at : at + 2], "big")
+        if ethertype not in (0x8100, 0x88A8):
+            break
+        at += 4
+    offset = {0x0800: at + 2 + 8, 0x86DD: at + 2 + 7}.get(ethertype)
+    return offset if offset is not None and offset < len(frame) else None
 
 
 def dpkt_loop(path: Path) -> float:
@@ -77,6 +98,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--runs", type=int, default=3, help="timings per figure; the best is reported")
+    parser.add_argument("--files", type=int, help="tiled files per input (workers share out files)")
     args = parser.parse_args()
     inputs = args.inputs or [p for p in (REPO.parent / "shared" / "data" / "ustc-tfc2016", REPO / "data" / "lab-default")
                              if p.exists()]
@@ -88,10 +110,11 @@ def main() -> None:
             tiled.mkdir(exist_ok=True)
             for old in tiled.iterdir():
                 old.unlink()
-            # one tiled file per worker, so workers have captures to share out
-            frames = sum(tiled_pcap(captures, args.repeat, tiled / f"part{i}.pcap") for i in range(max(args.workers)))
+            # workers share out files: by default one tiled file per worker
+            files = args.files or max(args.workers)
+            frames = sum(tiled_pcap(captures, args.repeat, tiled / f"part{i}.pcap") for i in range(files))
             baseline = best_of(args.runs, lambda: sum(dpkt_loop(p) for p in sorted(tiled.iterdir())))
-            print(f"\n{source}  ({frames:,} frames, tiled x{args.repeat} x{max(args.workers)} files, "
+            print(f"\n{source}  ({frames:,} frames, tiled x{args.repeat} x{files} files, "
                   f"best of {args.runs})")
             print(f"  dpkt decode loop            {frames / baseline:12,.0f} packets/s")
             for policy in ("none", "strict"):
