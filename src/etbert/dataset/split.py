@@ -138,9 +138,8 @@ def assign_splits(
             else:
                 ordered = rows[_class_rng(seed, label, "split").permutation(len(rows))]
             split_index[ordered] = np.repeat(np.arange(len(SPLITS)), _split_sizes(len(rows), fractions))
-    splits = np.array(SPLITS, dtype=object)[split_index]
-    _count(labels, captures, splits, report)
-    return splits, report
+    _count(labels, captures, split_index, report)
+    return np.array(SPLITS, dtype=object)[split_index], report
 
 
 def _split_by_capture(labels, captures, fractions, seed, split_index, report: SplitReport) -> None:
@@ -212,8 +211,11 @@ def _rows_per_class(values: np.ndarray) -> dict:
 
 def count_pairs(firsts: np.ndarray, seconds: np.ndarray) -> dict[str, dict[str, int]]:
     """How many rows hold each (first, second) pair of strings present: {first: {second: count}}, sorted."""
-    first_names, first = distinct_strings(firsts)
-    second_names, second = distinct_strings(seconds)
+    return _count_codes(*distinct_strings(firsts), *distinct_strings(seconds))
+
+
+def _count_codes(first_names: list[str], first: np.ndarray, second_names: list[str], second: np.ndarray) -> dict:
+    """`count_pairs` over values given as sorted names and each row's index among them."""
     counts = np.bincount(first * len(second_names) + second, minlength=len(first_names) * len(second_names))
     counts = counts.reshape(len(first_names), len(second_names))
     return {name: {other: int(counts[i, j]) for j, other in enumerate(second_names) if counts[i, j]}
@@ -226,8 +228,14 @@ def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed % 2**64, int.from_bytes(digest, "little")])  # any int seed, even negative
 
 
-def _count(labels, captures, splits, report: SplitReport) -> None:
-    report.counts.update(count_pairs(labels, splits))
-    for split in SPLITS:
-        in_split = captures[splits == split]
-        report.captures[split] = len(distinct_strings(in_split)[0])
+_SORTED_SPLITS = sorted(SPLITS)
+_SORTED_SPLIT_OF = np.array([_SORTED_SPLITS.index(split) for split in SPLITS])
+
+
+def _count(labels, captures, split_index, report: SplitReport) -> None:
+    """Rows per class and split, and captures per split (split_index: rows' indices into SPLITS). Works on
+    codes: comparing object arrays of strings cost more than the split itself."""
+    report.counts.update(_count_codes(*distinct_strings(labels), _SORTED_SPLITS, _SORTED_SPLIT_OF[split_index]))
+    _, capture_codes = distinct_strings(captures)
+    for i, split in enumerate(SPLITS):
+        report.captures[split] = len(np.unique(capture_codes[split_index == i]))
