@@ -26,12 +26,13 @@ from etbert.dataset.prepare import PrepareConfig, prepare
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiled_pcap(sources: list[Path], repeat: int, out: Path) -> int:
+def tiled_pcap(sources: list[Path], repeat: int, out: Path, first_copy: int = 0) -> int:
     """Write the Ethernet pcap records of ``sources`` ``repeat`` times into one file; returns the frame count.
 
-    Each copy is shifted in time, and its IP TTLs (hop limits) differ from the other copies': TTL is
-    neither anonymised nor masked, so copies stay distinct flows rather than duplicates that `prepare`
-    would drop before writing (real captures hold few duplicates, and writing them costs time).
+    Each copy is shifted in time, and the IP TTLs (hop limits) of copy number c (counted from
+    ``first_copy``) are XORed with c: TTL is neither anonymised nor masked, so up to 256 copies stay
+    distinct flows rather than duplicates that `prepare` would drop before writing (real captures hold
+    few duplicates, and writing them costs time).
     """
     frames = []
     for source in sources:
@@ -47,10 +48,11 @@ def tiled_pcap(sources: list[Path], repeat: int, out: Path) -> int:
     with open(out, "wb") as handle:
         writer = dpkt.pcap.Writer(handle, linktype=dpkt.pcap.DLT_EN10MB)
         for r in range(repeat):
+            copy = (first_copy + r) & 0xFF
             for ts, buf, at in frames:
-                if at is not None and r:
+                if at is not None and copy:
                     buf = bytearray(buf)
-                    buf[at] ^= r & 0xFF
+                    buf[at] ^= copy
                 writer.writepkt(bytes(buf), ts + r * span)
     return len(frames) * repeat
 
@@ -112,7 +114,8 @@ def main() -> None:
                 old.unlink()
             # workers share out files: by default one tiled file per worker
             files = args.files or max(args.workers)
-            frames = sum(tiled_pcap(captures, args.repeat, tiled / f"part{i}.pcap") for i in range(files))
+            frames = sum(tiled_pcap(captures, args.repeat, tiled / f"part{i}.pcap", first_copy=i * args.repeat)
+                         for i in range(files))
             baseline = best_of(args.runs, lambda: sum(dpkt_loop(p) for p in sorted(tiled.iterdir())))
             print(f"\n{source}  ({frames:,} frames, tiled x{args.repeat} x{files} files, "
                   f"best of {args.runs})")
