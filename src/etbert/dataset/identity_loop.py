@@ -15,6 +15,7 @@ import numpy as np
 
 from etbert.compiled import compiled, compiled_inline
 from etbert.dataset.digest import SEEDS, xxh64_range
+from etbert.flows.arrays import copy_range
 from etbert.protocols import ipv4, ipv6, tcp, udp
 
 # Field kinds: their names (anonymize's public ones) and, by position, their codes here.
@@ -282,21 +283,11 @@ def _digest_masked(data, starts, lengths, flow_head, packet_heads, first, last, 
             framed[at + j] = packet_heads[p, j]
         at += packet_heads.shape[1]
         scratch.packet_at[p - first] = at
-        _copy(data, starts[p], framed, at, lengths[p])
+        copy_range(data, starts[p], framed, at, lengths[p])
         at += lengths[p]
     _mask_spans(flow_spans, count, scratch.packet_at, first, framed)
     out[0] = xxh64_range(framed, 0, at, SEEDS[0])
     out[1] = xxh64_range(framed, 0, at, SEEDS[1])
-
-
-@compiled_inline
-def _copy(source, start, target, at, count):
-    """``target[at:at + count] = source[start:start + count]``, with unsigned indices: numba checks signed
-    ones for being negative, and that check kept LLVM from turning the loop into a block copy (the flow
-    digests took several times as long)."""
-    source_at, target_at = np.uint64(start), np.uint64(at)
-    for j in range(np.uint64(count)):
-        target[target_at + j] = source[source_at + j]
 
 
 @compiled

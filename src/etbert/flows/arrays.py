@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from etbert.compiled import compiled
+from etbert.compiled import compiled, compiled_inline
 
 
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +88,14 @@ def copy_ranges(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, tar
 @compiled
 def _copy_ranges(buffer, starts, lengths, target, target_starts):
     for i in range(len(starts)):
-        source_at, target_at = np.uint64(starts[i]), np.uint64(target_starts[i])
-        for j in range(np.uint64(lengths[i])):  # unsigned: numba then skips its negative-index check
-            target[target_at + j] = buffer[source_at + j]
+        copy_range(buffer, starts[i], target, target_starts[i], lengths[i])
+
+
+@compiled_inline
+def copy_range(source, start, target, at, count):
+    """``target[at:at + count] = source[start:start + count]`` inside compiled code (unchecked bounds),
+    with unsigned indices: numba checks signed ones for being negative, and that check kept LLVM from
+    turning the loop into a block copy (several times slower)."""
+    source_at, target_at = np.uint64(start), np.uint64(at)
+    for j in range(np.uint64(count)):
+        target[target_at + j] = source[source_at + j]

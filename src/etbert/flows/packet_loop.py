@@ -89,16 +89,6 @@ def loop_output(packets: int, free_count: int) -> LoopOutput:
     return LoopOutput(counts, *(np.empty(packets, np.int64) for _ in range(9)))
 
 
-def meter_packets(packets: PacketColumns, first_number: int, flows: FlowTable, idle_ns: int, active_ns: int,
-                  grace_ns: int, max_packets: int, max_bursts: int, out: LoopOutput) -> None:
-    """Run the packets from ``out.counts[NEXT]`` on through their flows, in capture order, until the end
-    or until a new flow finds the free stack empty; the caller then adds slots and calls again.
-
-    ``first_number``: the number of the batch's first packet in the capture.
-    """
-    _loop(packets, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out)
-
-
 @compiled
 def _welford(n, mean, m2, low, high, row, x):
     """Add x to the running moments (count, mean, sum of squared deviations, min, max) at ``row``."""
@@ -111,7 +101,10 @@ def _welford(n, mean, m2, low, high, row, x):
 
 
 @compiled
-def _loop(p, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
+def meter_packets(p, first_number, flows, idle_ns, active_ns, grace_ns, max_packets, max_bursts, out):
+    """Run the packets (`PacketColumns`) from ``out.counts[NEXT]`` on through their flows (`FlowTable`), in
+    capture order, until the end or until a new flow finds the free stack empty; the caller then adds
+    slots and calls again. ``first_number``: the number of the batch's first packet in the capture."""
     table, index = flows.slots, flows.index
     stored, bursts, cuts = out.counts[STORED], out.counts[BURSTS], out.counts[CUTS]
     free_count, opened = out.counts[FREE], out.counts[OPENED]
