@@ -1,0 +1,118 @@
+"""Where `prepare`'s time goes, step by step, and what Parquet compression costs.
+
+    taskset -c 0 .venv/bin/python benchmarks/profile_prepare.py [CAPTURE_OR_FOLDER] [--repeat N] [--anonymize P]
+
+Default input: ../shared/data/ustc-tfc2016, tiled five times with distinct copies (as bench_prepare.py
+does). Runs `prepare` with one worker several times, timing its steps by wrapping the functions that do
+them, and prints the steps of the fastest run in milliseconds and as shares of the total (steps nest:
+"write" is part of "pass two"). Then writes the dataset's flow table again under several compressions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from bench_prepare import tiled_pcap
+
+import etbert.dataset.prepare as prepare_module
+import etbert.flows.meter as meter_module
+from etbert.capture.reader import iter_capture_files
+from etbert.dataset.layout import FLOWS_NAME
+from etbert.dataset.prepare import PrepareConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (module or class, function name, step name); nested steps are timed inside their parents
+STEPS = [
+    (prepare_module, "read_frames", "read"),
+    (prepare_module, "decode", "decode"),
+    (meter_module.FlowMeter, "_meter", "meter: packet loop and kept packets"),
+    (meter_module.FlowMeter, "_emit", "meter: flow records"),
+    (prepare_module, "anonymize_and_key", "anonymise + duplicate keys"),
+    (prepare_module, "_finish", "pass two (all below)"),
+    (prepare_module, "duplicate_mask", "  duplicates"),
+    (prepare_module, "assign_splits", "  splits"),
+    (prepare_module, "_write_flows", "  write Parquet"),
+    (prepare_module, "build_manifest", "  manifest"),
+]
+
+
+def timed_steps(totals: Counter) -> None:
+    for owner, name, step in STEPS:
+        function = getattr(owner, name)
+        if name == "read_frames":  # a generator: time each batch it yields
+            def wrapper(*args, _function=function, _step=step, **kwargs):
+                batches = _function(*args, **kwargs)
+                while True:
+                    start = time.perf_counter()
+                    batch = next(batches, None)
+                    totals[_step] += time.perf_counter() - start
+                    if batch is None:
+                        return
+                    yield batch
+        else:
+            def wrapper(*args, _function=function, _step=step, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _function(*args, **kwargs)
+                finally:
+                    totals[_step] += time.perf_counter() - start
+        setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "ustc-tfc2016")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--anonymize", default="strict")
+    args = parser.parse_args()
+    totals: Counter = Counter()
+    timed_steps(totals)
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        (scratch / "in").mkdir()
+        frames = tiled_pcap(iter_capture_files(args.input), args.repeat, scratch / "in" / "tiled.pcap")
+        config = PrepareConfig(anonymize=args.anonymize, workers=1, overwrite=True)
+        best = None
+        for _ in range(args.runs + 1):  # the first run is a warm-up
+            totals.clear()
+            start = time.perf_counter()
+            manifest = prepare_module.prepare(scratch / "in", scratch / "ds", config)
+            elapsed = time.perf_counter() - start
+            if best is None or elapsed < best[0]:
+                best = (elapsed, dict(totals))
+        elapsed, steps = best
+        flows = manifest["totals"]["flows"]
+        print(f"{args.input} tiled x{args.repeat}: {frames:,} frames, {flows:,} flows written, "
+              f"--anonymize {args.anonymize}, best of {args.runs}")
+        print(f"  {'prepare, in all':36} {elapsed * 1e3:8.1f} ms")
+        for _, _, step in STEPS:
+            print(f"  {step:36} {steps.get(step, 0) * 1e3:8.1f} ms  {steps.get(step, 0) / elapsed:6.1%}")
+
+        table = pq.read_table(scratch / "ds" / FLOWS_NAME)
+        print(f"\nWriting the same {table.num_rows:,} flows again (best of 3):")
+        for compression in ("zstd", "lz4", "snappy", "none"):
+            path = scratch / f"flows-{compression}.parquet"
+            seconds = min(_write_seconds(table, path, compression) for _ in range(3))
+            print(f"  {compression:8} {seconds * 1e3:8.1f} ms  {os.path.getsize(path) / 1e6:8.2f} MB")
+        packet_bytes = table.select(["pkt_bytes"])
+        seconds = min(_write_seconds(packet_bytes, scratch / "bytes.parquet", "zstd") for _ in range(3))
+        print(f"  the packet bytes alone, zstd: {seconds * 1e3:.1f} ms")
+
+
+def _write_seconds(table, path: Path, compression: str) -> float:
+    start = time.perf_counter()
+    pq.write_table(table, path, compression=compression, use_dictionary=prepare_module._DICTIONARY_COLUMNS,
+                   write_statistics=prepare_module._STATISTICS_COLUMNS)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
