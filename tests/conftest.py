@@ -7,9 +7,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two pytest workers on two cores: no oversubscription
 
+REPO = Path(__file__).resolve().parents[1]
+
+# Each pytest-xdist worker keeps its own numba cache. With one shared cache, two workers compiling the
+# same function at once can each write it (numba/numba#4807); a fresh clone once aborted that way.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".pytest_cache" / "numba" / _WORKER))
+
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 LAB_CORPUS = REPO / "data" / "lab-default"
 
 
