@@ -23,7 +23,7 @@ from bench_prepare import tiled_pcap
 import etbert.dataset.prepare as prepare_module
 import etbert.flows.meter as meter_module
 from etbert.capture.reader import iter_capture_files
-from etbert.dataset.layout import FLOWS_NAME
+from etbert.dataset.layout import read_flows
 from etbert.dataset.prepare import PrepareConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ STEPS = [
     (prepare_module, "_finish", "pass two (all below)"),
     (prepare_module, "duplicate_mask", "  duplicates"),
     (prepare_module, "assign_splits", "  splits"),
-    (prepare_module, "_write_flows", "  write Parquet"),
+    (prepare_module, "_write_flow_files", "  write Parquet"),
     (prepare_module, "build_manifest", "  manifest"),
 ]
 
@@ -96,7 +96,7 @@ def main() -> None:
         for _, _, step in STEPS:
             print(f"  {step:36} {steps.get(step, 0) * 1e3:8.1f} ms  {steps.get(step, 0) / elapsed:6.1%}")
 
-        table = pq.read_table(scratch / "ds" / FLOWS_NAME)
+        table = read_flows(scratch / "ds")
         print(f"\nWriting the same {table.num_rows:,} flows again (best of 3):")
         for compression in ("zstd", "lz4", "snappy", "none"):
             path = scratch / f"flows-{compression}.parquet"

@@ -18,10 +18,11 @@ from etbert.capture.frames import CaptureReport
 from etbert.capture.reader import read_frames
 from etbert.dataset.anonymize import anonymize_batch, mask_identity_batch
 from etbert.dataset.digest import SEEDS
-from etbert.dataset.layout import DatasetError, read_flows, read_manifest
+from etbert.dataset.layout import DatasetError, flow_files, read_flows, read_manifest
 from etbert.dataset import prepare as prepare_module
 from etbert.dataset.labels import load_label_source
-from etbert.dataset.prepare import PrepareConfig, PrepareError, anonymize_and_key, meter_capture, prepare
+from etbert.dataset.prepare import (PrepareConfig, PrepareError, _contiguous_groups, anonymize_and_key, meter_capture,
+                                    prepare, warm_up_capture)
 from etbert.flows.meter import FlowMeter, MeterConfig
 from etbert.packets.decode import decode
 
@@ -118,10 +119,25 @@ def test_identity_fields_policy_none_keeps_bytes(corpus, tmp_path):
     assert read_manifest(tmp_path / "raw")["anonymize"] == "none"
 
 
-def test_workers_give_the_same_dataset(corpus, tmp_path):
+def test_workers_give_the_same_dataset_in_one_file_each(corpus, tmp_path):
     prepare(corpus, tmp_path / "one", PrepareConfig(workers=1))
     prepare(corpus, tmp_path / "two", PrepareConfig(workers=2))
-    assert pq.read_table(tmp_path / "one" / "flows.parquet").equals(pq.read_table(tmp_path / "two" / "flows.parquet"))
+    assert [Path(f).name for f in flow_files(tmp_path / "one")] == ["part-00000.parquet"]
+    assert [Path(f).name for f in flow_files(tmp_path / "two")] == ["part-00000.parquet", "part-00001.parquet"]
+    assert read_flows(tmp_path / "one").equals(read_flows(tmp_path / "two"))
+    first_file = pq.read_table(flow_files(tmp_path / "two")[0], columns=["capture"]).column("capture").to_pylist()
+    assert 0 < len(first_file) < read_flows(tmp_path / "two").num_rows
+
+
+@pytest.mark.parametrize("sizes, groups", [([5, 5, 5, 5], 2), ([1, 100, 1], 2), ([3], 4), ([0, 0, 7, 1], 3),
+                                           ([2, 2, 2, 2, 2], 3), ([], 2), ([4, 4], 1),
+                                           ([1, 1, 100], 3)])
+def test_flow_files_take_contiguous_runs_of_captures(sizes, groups):
+    runs = _contiguous_groups(sizes, groups)
+    assert [i for first, last in runs for i in range(first, last)] == list(range(len(sizes)))
+    assert len(runs) == min(groups, len(sizes))
+    if sizes == [5, 5, 5, 5]:
+        assert runs == [(0, 2), (2, 4)]
 
 
 def test_parts_beyond_the_memory_budget_spill_to_files_and_give_the_same_dataset(corpus, tmp_path, monkeypatch):
@@ -137,8 +153,7 @@ def test_parts_beyond_the_memory_budget_spill_to_files_and_give_the_same_dataset
     prepare(corpus, tmp_path / "in-memory", PrepareConfig())
     monkeypatch.setattr(prepare_module, "PARTS_IN_MEMORY", 0)
     prepare(corpus, tmp_path / "spilled", PrepareConfig())
-    assert pq.read_table(tmp_path / "in-memory" / "flows.parquet").equals(
-        pq.read_table(tmp_path / "spilled" / "flows.parquet"))
+    assert read_flows(tmp_path / "in-memory").equals(read_flows(tmp_path / "spilled"))
 
 
 def test_class_limits(corpus, tmp_path):
@@ -250,3 +265,15 @@ def test_duplicate_keys_digest_the_masked_flow(tmp_path):
         assert anonymized.equals(anonymize_batch(flows.column("pkt_bytes"), flows.column("pkt_l4_offset"),
                                                  flows.column("pkt_direction"), policy,
                                                  3 + flows.column("flow_index").to_numpy().astype(np.uint64)))
+
+
+def test_warm_up_capture_meters_into_a_tcp_and_a_udp_flow(tmp_path):
+    # With --workers, the parent meters this capture so that its forked workers inherit the compiled loops.
+    path = tmp_path / "warm-up.pcap"
+    path.write_bytes(warm_up_capture())
+    result = meter_capture(path, path.name, tmp_path / "part.arrow", PrepareConfig(), load_label_source(None, tmp_path,
+                                                                                                        [path]))
+    assert result.report.problems == [] and result.counters.status == {"ok": 3}
+    flows = result.part if isinstance(result.part, pa.Table) else pa.ipc.open_file(result.part).read_all()
+    assert flows.select(["protocol", "fwd_packets", "bwd_packets"]).to_pylist() == [
+        {"protocol": 6, "fwd_packets": 1, "bwd_packets": 1}, {"protocol": 17, "fwd_packets": 1, "bwd_packets": 0}]

@@ -1,7 +1,9 @@
 """A prepared dataset on disk: the contract between preparation and learning.
 
-    DATASET/flows.parquet   one row per flow (etbert.flows.schema.FLOW_SCHEMA + label, split, flow_id)
-    DATASET/manifest.json   counts, policy, parameters, versions, problems; written last
+    DATASET/flows/part-00000.parquet ...   one row per flow (etbert.flows.schema.FLOW_SCHEMA + label, split,
+                                           flow_id): one file per `prepare` worker, flows in capture order
+                                           when the files are read in name order
+    DATASET/manifest.json                  counts, policy, parameters, versions, problems; written last
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import pyarrow.parquet as pq
 
 from etbert.flows.schema import FLOW_SCHEMA
 
-FLOWS_NAME = "flows.parquet"
+FLOWS_DIR = "flows"
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: one flows.parquet file
 
 DATASET_SCHEMA = pa.schema(
     [
@@ -45,7 +47,8 @@ def read_manifest(dataset: Path) -> dict:
         raise DatasetError(f"{manifest} is unreadable: {error}") from error
     if data.get("format_version") != FORMAT_VERSION:
         raise DatasetError(
-            f"{dataset} has dataset format {data.get('format_version')!r}; this etbert reads {FORMAT_VERSION}"
+            f"{dataset} has dataset format {data.get('format_version')!r}; this etbert reads {FORMAT_VERSION} "
+            "(prepare it again)"
         )
     return data
 
@@ -54,4 +57,16 @@ def read_flows(dataset: Path, columns: list[str] | None = None, split: str | Non
     """The flow table of a prepared dataset, optionally only some columns and one split."""
     read_manifest(dataset)
     filters = [("split", "=", split)] if split else None
-    return pq.read_table(Path(dataset) / FLOWS_NAME, columns=columns, filters=filters)
+    return pq.read_table(flow_files(dataset), columns=columns, filters=filters)
+
+
+def flow_file_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def flow_files(dataset: Path) -> list[str]:
+    """The dataset's flow files in name order, which is the order of their flows."""
+    files = sorted(str(path) for path in (Path(dataset) / FLOWS_DIR).glob("part-*.parquet"))
+    if not files:
+        raise DatasetError(f"{dataset} has no flow files in {FLOWS_DIR}/")
+    return files

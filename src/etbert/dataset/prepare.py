@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,9 +31,9 @@ from etbert.capture.reader import iter_capture_files, read_frames
 from etbert.dataset.anonymize import POLICIES, anonymize_and_digest_batch, anonymize_batch
 from etbert.dataset.digest import DIGEST
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
-from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_NAME, MANIFEST_NAME
+from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_DIR, MANIFEST_NAME, flow_file_name
 from etbert.dataset.manifest import build_manifest, write_json
-from etbert.dataset.split import SPLIT_METHODS, apply_class_limits, assign_splits, duplicate_mask
+from etbert.dataset.split import SPLIT_METHODS, SPLITS, apply_class_limits, assign_splits, duplicate_mask
 from etbert.flows.meter import FlowMeter, MeterConfig, MeterCounters
 from etbert.packets.decode import decode
 
@@ -103,11 +104,12 @@ def prepare(
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
-        results = _meter_all(captures, root, staging, config, label_source, on_progress)
-        if not any(result.report.is_capture for result in results):
-            problems = "; ".join(f"{r.capture}: {p}" for r in results for p in r.report.problems[:1])
-            raise PrepareError(f"no pcap or pcapng capture in {input_path} ({problems})")
-        manifest = _finish(results, staging, config, input_path, label_source)
+        with _worker_pool(config.workers, staging, config) as pool:
+            results = _meter_all(captures, root, staging, config, label_source, on_progress, pool)
+            if not any(result.report.is_capture for result in results):
+                problems = "; ".join(f"{r.capture}: {p}" for r in results for p in r.report.problems[:1])
+                raise PrepareError(f"no pcap or pcapng capture in {input_path} ({problems})")
+            manifest = _finish(results, staging, config, input_path, label_source, pool)
         _publish(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -121,14 +123,55 @@ def prepare(
 PARTS_IN_MEMORY = 256 * 2**20  # bytes of parts kept in memory, over all captures, before spilling to disk
 
 
-def _meter_all(captures, root, staging, config, label_source, on_progress) -> list[CaptureResult]:
+@contextmanager
+def _worker_pool(workers: int, staging: Path, config: PrepareConfig) -> Iterator[ProcessPoolExecutor | None]:
+    """The processes that meter captures and write flow files; None for one worker (all in this process).
+
+    This process meters a tiny capture first, so the workers it forks inherit the compiled loops: loading
+    them from numba's cache costs each process about 0.3 s, and two processes compiling one function at
+    once can corrupt that cache (numba/numba#4807) on a first run.
+    """
+    if workers == 1:
+        yield None
+        return
+    _meter_warm_up_capture(staging, config)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield pool
+
+
+def _meter_warm_up_capture(staging: Path, config: PrepareConfig) -> None:
+    path = staging / "warm-up.pcap"
+    path.write_bytes(warm_up_capture())
+    meter_capture(path, path.name, staging / "warm-up.arrow", config, LabelSource(kind="none"))
+    path.unlink()
+    (staging / "warm-up.arrow").unlink(missing_ok=True)
+
+
+def warm_up_capture() -> bytes:
+    """An Ethernet pcap of a TCP handshake's first two packets and a UDP datagram: two flows, both directions."""
+    def frame(src: int, dst: int, protocol: int, transport: bytes) -> bytes:
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), 1, 0, 64, protocol, 0,
+                         bytes([10, 0, 0, src]), bytes([10, 0, 0, dst]))
+        return bytes(6) + bytes(6) + b"\x08\x00" + ip + transport
+
+    tcp = struct.Struct(">HHIIBBHHH")
+    frames = [
+        frame(1, 2, 6, tcp.pack(40000, 443, 1, 0, 5 << 4, 0x02, 65535, 0, 0)),  # SYN
+        frame(2, 1, 6, tcp.pack(443, 40000, 7, 2, 5 << 4, 0x12, 65535, 0, 0)),  # SYN-ACK
+        frame(1, 2, 17, struct.pack(">HHHH", 50000, 53, 12, 0) + b"warm"),
+    ]
+    records = b"".join(struct.pack("<IIII", 1, i, len(f), len(f)) + f for i, f in enumerate(frames))
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + records
+
+
+def _meter_all(captures, root, staging, config, label_source, on_progress, pool) -> list[CaptureResult]:
     sizes = [path.stat().st_size for path in captures]
     total = sum(sizes)
     done = 0
     jobs = [(path, capture_name(path, root), staging / "parts" / f"{i:06d}.arrow") for i, path in enumerate(captures)]
     (staging / "parts").mkdir()
     results: list[CaptureResult] = []
-    if config.workers == 1:
+    if pool is None:
         memory_left = PARTS_IN_MEMORY
         for (path, name, part), size in zip(jobs, sizes):
             def progress(read_bytes, base=done):
@@ -143,13 +186,12 @@ def _meter_all(captures, root, staging, config, label_source, on_progress) -> li
                 on_progress(done, total)
         return results
     # Parts from worker processes always go through files: sending them back costs as much as writing them.
-    with ProcessPoolExecutor(max_workers=config.workers) as pool:
-        futures = [pool.submit(meter_capture, path, name, part, config, label_source) for path, name, part in jobs]
-        for future, size in zip(futures, sizes):
-            results.append(future.result())
-            done += size
-            if on_progress:
-                on_progress(done, total)
+    futures = [pool.submit(meter_capture, path, name, part, config, label_source) for path, name, part in jobs]
+    for future, size in zip(futures, sizes):
+        results.append(future.result())
+        done += size
+        if on_progress:
+            on_progress(done, total)
     return results
 
 
@@ -274,10 +316,11 @@ def capture_seed(seed: int, name: str) -> int:
 
 # ----- pass two: decide and write -------------------------------------------------------------------
 
-_WRITE_SLICE_ROWS = 65536  # rows per write into the final file: each write becomes one Parquet row group
+_WRITE_SLICE_ROWS = 65536  # rows per write into a flow file: each write becomes one Parquet row group
 
 
-def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source) -> dict:
+def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source,
+            pool: ProcessPoolExecutor | None) -> dict:
     labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results])
     captures = np.repeat(np.array([r.capture for r in results], dtype=object), [len(r.labels) for r in results])
     start_times = np.concatenate([np.zeros(0)] + [r.start_times for r in results])
@@ -291,15 +334,16 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
     keep[np.flatnonzero(labelled)[~limit_keep]] = False
 
     # Unlabelled flows (kept for pre-training) are split among themselves, so they never shift class strata.
-    splits = np.full(len(labels), "", dtype=object)
+    split_codes = np.full(len(labels), -1, dtype=np.int8)  # index into SPLITS; -1 where not kept
     split_report = None
     for rows in (keep & (labels != ""), keep & (labels == "")):
         if rows.any():
-            splits[rows], report = assign_splits(
+            names, report = assign_splits(
                 labels[rows], captures[rows], start_times[rows], config.split, config.fractions, config.seed
             )
+            split_codes[rows] = _split_codes(names)
             split_report = split_report or report
-    _write_flows(results, staging / FLOWS_NAME, keep, splits)
+    _write_flow_files(results, staging / FLOWS_DIR, keep, split_codes, config.workers, pool)
 
     manifest = build_manifest(
         config=config,
@@ -307,7 +351,7 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
         label_source=label_source,
         results=results,
         labels=labels[keep],
-        splits=splits[keep],
+        splits=np.array(SPLITS, dtype=object)[split_codes[keep]],
         duplicate_report=duplicate_report,
         limit_report=limit_report,
         split_report=split_report,
@@ -317,25 +361,72 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
     return manifest
 
 
-def _write_flows(results: list[CaptureResult], path: Path, keep: np.ndarray, splits: np.ndarray) -> None:
-    """Stream every part, slice by slice, into the final file with its split and flow id (bounded memory)."""
+def _split_codes(names: np.ndarray) -> np.ndarray:
+    codes = np.full(len(names), -1, dtype=np.int8)
+    for i, split in enumerate(SPLITS):
+        codes[names == split] = i
+    return codes
+
+
+def _write_flow_files(results: list[CaptureResult], folder: Path, keep: np.ndarray, split_codes: np.ndarray,
+                      workers: int, pool: ProcessPoolExecutor | None) -> None:
+    """Write the kept flows into one file per worker (at least one file, even when no flow is kept).
+
+    Each worker takes a contiguous run of captures holding about an equal share of the flows, so reading
+    the files in name order gives the flows in capture order, whatever the number of workers.
+    """
+    folder.mkdir()
+    parts = [(r.capture, r.part, len(r.labels)) for r in results if r.part is not None]
+    groups = _contiguous_groups([n for _, _, n in parts], workers)
+    jobs = []
+    row = 0
+    for number, (first, last) in enumerate(groups or [(0, 0)]):
+        rows = sum(n for _, _, n in parts[first:last])
+        jobs.append((folder / flow_file_name(number), [(name, part) for name, part, _ in parts[first:last]],
+                     keep[row : row + rows], split_codes[row : row + rows]))
+        row += rows
+    if pool is None:
+        for job in jobs:
+            write_flow_file(*job)
+    else:
+        for future in [pool.submit(write_flow_file, *job) for job in jobs]:
+            future.result()
+
+
+def _contiguous_groups(sizes: list[int], groups: int) -> list[tuple[int, int]]:
+    """min(groups, len(sizes)) runs [first, last) of consecutive items, each near an equal share of the sum."""
+    groups = min(groups, len(sizes))
+    bounds = [0]
+    total, done = sum(sizes), 0
+    for i, size in enumerate(sizes[:-1]):
+        done += size
+        items_left = len(sizes) - i - 1
+        if len(bounds) < groups and (done * groups >= total * len(bounds) or items_left <= groups - len(bounds)):
+            bounds.append(i + 1)
+    bounds.append(len(sizes))
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def write_flow_file(path: Path, parts: list[tuple[str, pa.Table | str]], keep: np.ndarray,
+                    split_codes: np.ndarray) -> None:
+    """Stream parts (capture name, flows), slice by slice, into one flow file with each kept flow's split and
+    id (bounded memory: a spilled part is mapped, not read)."""
     writer = pq.ParquetWriter(path, DATASET_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS,
                               write_statistics=_STATISTICS_COLUMNS)
+    split_names = pa.array(SPLITS, pa.string())
     row = 0
-    for result in results:
-        if result.part is None:
-            continue
-        with _opened(result.part) as part:
-            for start in range(0, part.num_rows, _WRITE_SLICE_ROWS):
-                table = part.slice(start, _WRITE_SLICE_ROWS)
+    for capture, part in parts:
+        with _opened(part) as table_of_part:
+            for start in range(0, table_of_part.num_rows, _WRITE_SLICE_ROWS):
+                table = table_of_part.slice(start, _WRITE_SLICE_ROWS)
                 n = table.num_rows
                 mask = keep[row : row + n]
                 if not mask.all():  # filtering copies every column, the packet bytes included
                     table = table.filter(pa.array(mask))
-                table = table.append_column("split", pa.array(splits[row : row + n][mask], pa.string()))
+                table = table.append_column("split", split_names.take(pa.array(split_codes[row : row + n][mask])))
                 row += n
-                flow_ids = pc.binary_join_element_wise(f"{result.capture}#", pc.cast(table.column("flow_index"),
-                                                                                     pa.string()), "")
+                flow_ids = pc.binary_join_element_wise(f"{capture}#", pc.cast(table.column("flow_index"),
+                                                                              pa.string()), "")
                 table = table.append_column("flow_id", flow_ids)
                 writer.write_table(table.cast(DATASET_SCHEMA))
     writer.close()
