@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from etbert.dataset.split import SPLIT_METHODS, SPLITS, apply_class_limits, assign_splits, duplicate_mask
+from etbert.dataset.split import (SPLIT_METHODS, SPLITS, Coded, apply_class_limits, assign_splits, coded,
+                                  duplicate_mask, split_indices)
 
 
 def dataset(seed=0):
@@ -40,6 +43,45 @@ def test_duplicates_without_labels_and_empty():
     assert mask.tolist() == [False, True] and report.label_conflicts == 0
     mask, report = duplicate_mask([], [])
     assert mask.shape == (0,) and report.duplicates == 0
+
+
+@given(st.lists(st.integers(0, 6), max_size=40))
+def test_duplicates_match_a_dictionary_of_first_rows(values):
+    keys = np.array([bytes([v]) * 16 for v in values], dtype="V16")
+    first_row = {}
+    expected = [first_row.setdefault(v, i) != i for i, v in enumerate(values)]
+    assert duplicate_mask(keys)[0].tolist() == expected
+
+
+# ----- codes ---------------------------------------------------------------------------------------------
+
+
+def test_coded_values_concatenate_over_the_union_of_names():
+    first, second, empty = coded(["web", "", "web"]), coded(["mail", "web"]), coded([])
+    assert first.names == ["", "web"] and first.codes.tolist() == [1, 0, 1]
+    joined = Coded.concatenate([first, empty, second])
+    assert joined.names == ["", "mail", "web"]
+    assert [joined.names[c] for c in joined.codes] == ["web", "", "web", "mail", "web"]
+    assert joined.code_of("mail") == 1 and joined.code_of("video") == -1
+    assert joined[[0, 3]].codes.tolist() == [2, 1] and len(joined[[0, 3]]) == 2
+
+
+@pytest.mark.parametrize("method", SPLIT_METHODS)
+def test_decisions_on_codes_equal_those_on_strings(method):
+    labels, captures, times = dataset(seed=3)
+    keep, limits = apply_class_limits(labels, 40, 10, seed=1)
+    keep_coded, limits_coded = apply_class_limits(coded(labels), 40, 10, seed=1)
+    assert (keep == keep_coded).all() and limits == limits_coded
+    # a Coded whose names include a class with no rows here, as a subset of a larger table has
+    rows = np.flatnonzero(labels != "video")
+    sub_labels, sub_captures = coded(labels)[rows], coded(captures)[rows]
+    assert "video" in sub_labels.names
+    names, report = assign_splits(labels[rows], captures[rows], times[rows], method, seed=2)
+    index, report_coded = split_indices(sub_labels, sub_captures, times[rows], method, seed=2)
+    assert (np.array(SPLITS, dtype=object)[index] == names).all() and report == report_coded
+    assert "video" not in report_coded.counts
+    keys = np.array([bytes([i % 7]) * 16 for i in range(len(labels))], dtype="V16")
+    assert duplicate_mask(keys, labels)[1] == duplicate_mask(keys, coded(labels))[1]
 
 
 # ----- class limits ----------------------------------------------------------------------------------

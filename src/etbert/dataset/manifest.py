@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from etbert.dataset.layout import FORMAT_VERSION
-from etbert.dataset.split import count_pairs
-from etbert.flows.arrays import distinct_strings
+from etbert.dataset.split import Coded, count_pairs
 
 # A class whose flows are mostly single packets has degenerate flow structure (e.g. per-packet
 # anonymised addresses): flow-level models then see packets, not flows. Warn above this share.
 SINGLE_PACKET_WARNING = 0.5
 
 
-def build_manifest(*, config, input_path, label_source, results, labels, splits, duplicate_report, limit_report,
-                   split_report) -> dict:
+def build_manifest(*, config, input_path, label_source, results, labels: Coded, splits: Coded, duplicate_report,
+                   limit_report, split_report) -> dict:
     counts = count_pairs(labels, splits)
     status = Counter()
     totals = Counter()
@@ -33,7 +32,7 @@ def build_manifest(*, config, input_path, label_source, results, labels, splits,
         totals["flows_metered"] += result.counters.flows
         totals["orphan_fragments"] += result.counters.orphan_fragments
     totals["flows"] = int(len(labels))
-    totals["unlabelled_flows"] = int((labels == "").sum())
+    totals["unlabelled_flows"] = int(np.count_nonzero(labels.codes == labels.code_of("")))
     captures = [
         {
             "path": r.capture,
@@ -78,11 +77,11 @@ def build_manifest(*, config, input_path, label_source, results, labels, splits,
 
 def _degenerate_classes(results) -> dict[str, float]:
     """Share of single-packet flows per class, for classes above SINGLE_PACKET_WARNING."""
-    names, labels = distinct_strings(np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results]))
+    labels = Coded.concatenate([r.labels for r in results])
     single_packet = np.concatenate([np.zeros(0, dtype=np.int64)] + [r.packet_counts for r in results]) == 1
-    total = np.bincount(labels, minlength=len(names))
-    single = np.bincount(labels[single_packet], minlength=len(names))
-    return {name: round(float(single[i] / total[i]), 4) for i, name in enumerate(names)
+    total = np.bincount(labels.codes, minlength=len(labels.names))
+    single = np.bincount(labels.codes[single_packet], minlength=len(labels.names))
+    return {name: round(float(single[i] / total[i]), 4) for i, name in enumerate(labels.names)
             if total[i] and single[i] / total[i] > SINGLE_PACKET_WARNING}
 
 

@@ -33,7 +33,8 @@ from etbert.dataset.digest import DIGEST
 from etbert.dataset.labels import LabelSource, capture_name, load_label_source
 from etbert.dataset.layout import DATASET_SCHEMA, FLOWS_DIR, MANIFEST_NAME, flow_file_name
 from etbert.dataset.manifest import build_manifest, write_json
-from etbert.dataset.split import SPLIT_METHODS, SPLITS, apply_class_limits, assign_splits, duplicate_mask
+from etbert.dataset.split import (SPLIT_METHODS, SPLITS, Coded, apply_class_limits, coded, coded_splits, duplicate_mask,
+                                  split_indices)
 from etbert.flows.meter import FlowMeter, MeterConfig, MeterCounters
 from etbert.packets.decode import decode
 
@@ -69,7 +70,7 @@ class CaptureResult:
     counters: MeterCounters
     part: pa.Table | str | None  # the flows: in memory, or the path of an Arrow IPC file
     # One entry per flow, in the order of the part:
-    labels: np.ndarray  # object (str), "" where unlabelled
+    labels: Coded  # "" where unlabelled
     start_times: np.ndarray  # float64
     duplicate_keys: np.ndarray  # 16-byte digests (void)
     packet_counts: np.ndarray  # int64
@@ -238,7 +239,7 @@ def meter_capture(
         report=report,
         counters=meter.counters,
         part=str(part) if writer is not None else pa.concat_tables(held) if held else None,
-        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=object),
+        labels=coded(np.concatenate(labels) if labels else np.zeros(0, dtype=object)),
         start_times=np.concatenate(start_times) if start_times else np.zeros(0),
         duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=DIGEST),
         packet_counts=np.concatenate(packet_counts).astype(np.int64) if packet_counts else np.zeros(0, np.int64),
@@ -321,14 +322,17 @@ _WRITE_SLICE_ROWS = 65536  # rows per write into a flow file: each write becomes
 
 def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source,
             pool: ProcessPoolExecutor | None) -> dict:
-    labels = np.concatenate([np.zeros(0, dtype=object)] + [r.labels for r in results])
-    captures = np.repeat(np.array([r.capture for r in results], dtype=object), [len(r.labels) for r in results])
+    labels = Coded.concatenate([r.labels for r in results])
+    capture_names = sorted(r.capture for r in results)  # distinct: one result per capture file
+    capture_codes = np.searchsorted(np.array(capture_names, dtype=object), [r.capture for r in results])
+    captures = Coded(capture_names, np.repeat(capture_codes.astype(np.int64), [len(r.labels) for r in results]))
     start_times = np.concatenate([np.zeros(0)] + [r.start_times for r in results])
     keys = np.concatenate([np.zeros(0, dtype=DIGEST)] + [r.duplicate_keys for r in results])
+    unlabelled = labels.codes == labels.code_of("")
 
     duplicates, duplicate_report = duplicate_mask(keys, labels)
     keep = ~duplicates
-    labelled = keep & (labels != "")
+    labelled = keep & ~unlabelled
     limit_keep, limit_report = apply_class_limits(labels[labelled], config.max_per_class, config.min_per_class,
                                                   config.seed)
     keep[np.flatnonzero(labelled)[~limit_keep]] = False
@@ -336,12 +340,11 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
     # Unlabelled flows (kept for pre-training) are split among themselves, so they never shift class strata.
     split_codes = np.full(len(labels), -1, dtype=np.int8)  # index into SPLITS; -1 where not kept
     split_report = None
-    for rows in (keep & (labels != ""), keep & (labels == "")):
+    for rows in (keep & ~unlabelled, keep & unlabelled):
         if rows.any():
-            names, report = assign_splits(
+            split_codes[rows], report = split_indices(
                 labels[rows], captures[rows], start_times[rows], config.split, config.fractions, config.seed
             )
-            split_codes[rows] = _split_codes(names)
             split_report = split_report or report
     _write_flow_files(results, staging / FLOWS_DIR, keep, split_codes, config.workers, pool)
 
@@ -351,7 +354,7 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
         label_source=label_source,
         results=results,
         labels=labels[keep],
-        splits=np.array(SPLITS, dtype=object)[split_codes[keep]],
+        splits=coded_splits(split_codes[keep]),
         duplicate_report=duplicate_report,
         limit_report=limit_report,
         split_report=split_report,
@@ -359,13 +362,6 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
     shutil.rmtree(staging / "parts", ignore_errors=True)
     write_json(staging / MANIFEST_NAME, manifest)  # written last: its presence marks a complete dataset
     return manifest
-
-
-def _split_codes(names: np.ndarray) -> np.ndarray:
-    codes = np.full(len(names), -1, dtype=np.int8)
-    for i, split in enumerate(SPLITS):
-        codes[names == split] = i
-    return codes
 
 
 def _write_flow_files(results: list[CaptureResult], folder: Path, keep: np.ndarray, split_codes: np.ndarray,

@@ -6,6 +6,10 @@ so one class's sample or split does not change when another class is added or re
 
 Unlabelled flows: callers pass only labelled rows to `apply_class_limits`, and split unlabelled rows in
 a call of their own (as one class, label ""), so they never shift the class strata.
+
+Labels and captures may be given as arrays of strings or as `Coded` values (sorted names plus each row's
+index among them): `prepare` passes codes, because comparing and hashing hundreds of thousands of Python
+strings cost more than the decisions themselves.
 """
 
 from __future__ import annotations
@@ -16,12 +20,45 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from etbert.flows.arrays import distinct_strings, factorize
+from etbert.flows.arrays import distinct_strings, factorize, grouped_order
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("flow", "capture", "time")
 FRACTION_TOLERANCE = 1e-6
 MIN_ROWS_FOR_TEST = 3  # a class this large always gets a test row (and a val row when val is wanted)
+
+
+@dataclass(frozen=True)
+class Coded:
+    """Strings as their sorted distinct names and each row's index among them."""
+
+    names: list[str]
+    codes: np.ndarray  # int64, one per row
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, rows) -> Coded:
+        return Coded(self.names, self.codes[rows])
+
+    def code_of(self, name: str) -> int:
+        """The code of ``name``, or -1 (which no row holds) when it is absent."""
+        return self.names.index(name) if name in self.names else -1
+
+    @staticmethod
+    def concatenate(parts: list[Coded]) -> Coded:
+        """The rows of ``parts`` one after another, over the union of their names."""
+        names = sorted(set().union(*(part.names for part in parts)))
+        position = {name: i for i, name in enumerate(names)}
+        codes = [np.array([position[name] for name in part.names], dtype=np.int64)[part.codes] for part in parts]
+        return Coded(names, np.concatenate([np.zeros(0, dtype=np.int64)] + codes))
+
+
+def coded(values) -> Coded:
+    """``values`` as a `Coded` (strings are encoded; a `Coded` is returned as it is)."""
+    if isinstance(values, Coded):
+        return values
+    return Coded(*distinct_strings(np.asarray(values, dtype=object)))
 
 
 @dataclass
@@ -62,11 +99,11 @@ def duplicate_mask(keys, labels=None) -> tuple[np.ndarray, DuplicateReport]:
     duplicate = first_row != np.arange(len(first_row))
     conflicts: dict[str, int] = {}
     if labels is not None and duplicate.any():
-        labels = np.asarray(labels, dtype=object)
+        labels = coded(labels)
         rows = np.flatnonzero(duplicate)
-        conflicting = rows[labels[rows] != labels[first_row[rows]]]
-        names, counts = np.unique(labels[conflicting].astype(str), return_counts=True)
-        conflicts = dict(zip(names.tolist(), counts.tolist()))
+        conflicting = labels.codes[rows][labels.codes[rows] != labels.codes[first_row[rows]]]
+        counts = np.bincount(conflicting, minlength=len(labels.names))
+        conflicts = {name: int(counts[i]) for i, name in enumerate(labels.names) if counts[i]}
     report = DuplicateReport(len(first_row), int(duplicate.sum()), sum(conflicts.values()), conflicts)
     return duplicate, report
 
@@ -76,11 +113,13 @@ def _first_row_of_key(keys) -> np.ndarray:
     if isinstance(keys, np.ndarray) and keys.dtype.kind in "VS" and keys.dtype.itemsize:
         _, codes = factorize(keys)
     else:
-        codes = pa.array(list(keys), pa.binary()).dictionary_encode().indices.to_numpy()
+        codes = pa.array(list(keys), pa.binary()).dictionary_encode().indices.to_numpy().astype(np.int64)
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
-    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    return first[inverse.reshape(-1)]
+    # Codes are numbered in order of first appearance, so a row holds a new code exactly where its code
+    # exceeds every code before it: no sort needed.
+    highest_before = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
+    return np.flatnonzero(codes > highest_before)[codes]
 
 
 def apply_class_limits(
@@ -92,7 +131,7 @@ def apply_class_limits(
         raise ValueError("max_per_class must be at least 1")
     if min_per_class is not None and max_per_class is not None and min_per_class > max_per_class:
         raise ValueError(f"min_per_class ({min_per_class}) is above max_per_class ({max_per_class})")
-    labels = np.asarray(labels, dtype=object)
+    labels = coded(labels)
     keep = np.ones(len(labels), dtype=bool)
     dropped, capped = {}, {}
     for label, rows in _rows_per_class(labels).items():
@@ -111,7 +150,15 @@ def apply_class_limits(
 def assign_splits(
     labels, captures, start_times, method: str = "flow", fractions=(0.8, 0.1, 0.1), seed: int = 0
 ) -> tuple[np.ndarray, SplitReport]:
-    """"train" / "val" / "test" per row, stratified by label.
+    """"train" / "val" / "test" per row (object array), as `split_indices` decides them."""
+    split_index, report = split_indices(labels, captures, start_times, method, fractions, seed)
+    return np.array(SPLITS, dtype=object)[split_index], report
+
+
+def split_indices(
+    labels, captures, start_times, method: str = "flow", fractions=(0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[np.ndarray, SplitReport]:
+    """Each row's split as an index into SPLITS, stratified by label.
 
     flow     rows (flows) shuffled within each class and cut by the fractions.
     capture  whole captures per split: each capture goes with its majority class, and each class's
@@ -122,8 +169,8 @@ def assign_splits(
     if method not in SPLIT_METHODS:
         raise ValueError(f"unknown split method {method!r}; choose one of {', '.join(SPLIT_METHODS)}")
     fractions = _check_fractions(fractions)
-    labels = np.asarray(labels, dtype=object)
-    captures = np.asarray(captures, dtype=object)
+    labels = coded(labels)
+    captures = coded(captures)
     start_times = np.asarray(start_times, dtype=np.float64)
     if not len(labels) == len(captures) == len(start_times):
         raise ValueError("labels, captures and start_times must have one entry per row")
@@ -139,15 +186,15 @@ def assign_splits(
                 ordered = rows[_class_rng(seed, label, "split").permutation(len(rows))]
             split_index[ordered] = np.repeat(np.arange(len(SPLITS)), _split_sizes(len(rows), fractions))
     _count(labels, captures, split_index, report)
-    return np.array(SPLITS, dtype=object)[split_index], report
+    return split_index, report
 
 
 def _split_by_capture(labels, captures, fractions, seed, split_index, report: SplitReport) -> None:
     rows_of_capture = _rows_per_class(captures)
     majority: dict[str, list[str]] = {}  # class -> captures it leads
     for capture, rows in rows_of_capture.items():
-        values, counts = np.unique(labels[rows], return_counts=True)
-        majority.setdefault(values[np.argmax(counts)], []).append(capture)
+        counts = np.bincount(labels.codes[rows], minlength=len(labels.names))
+        majority.setdefault(labels.names[int(np.argmax(counts))], []).append(capture)  # ties: the first name
     wanted = [i for i, fraction in enumerate(fractions) if fraction > 0]
     for label in sorted(majority):
         names = sorted(majority[label])
@@ -199,19 +246,17 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
     return fractions
 
 
-def _rows_per_class(values: np.ndarray) -> dict:
-    """Row indices of each distinct value, in sorted value order."""
-    if not len(values):
-        return {}
-    distinct, inverse = distinct_strings(values)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse, minlength=len(distinct)))[:-1]
-    return dict(zip(distinct, np.split(order, bounds)))
+def _rows_per_class(values: Coded) -> dict:
+    """Row indices of each distinct value present, in sorted value order."""
+    order, counts = grouped_order(values.codes, len(values.names))
+    rows = np.split(order, np.cumsum(counts)[:-1])
+    return {name: rows[i] for i, name in enumerate(values.names) if counts[i]}
 
 
-def count_pairs(firsts: np.ndarray, seconds: np.ndarray) -> dict[str, dict[str, int]]:
+def count_pairs(firsts, seconds) -> dict[str, dict[str, int]]:
     """How many rows hold each (first, second) pair of strings present: {first: {second: count}}, sorted."""
-    return _count_codes(*distinct_strings(firsts), *distinct_strings(seconds))
+    firsts, seconds = coded(firsts), coded(seconds)
+    return _count_codes(firsts.names, firsts.codes, seconds.names, seconds.codes)
 
 
 def _count_codes(first_names: list[str], first: np.ndarray, second_names: list[str], second: np.ndarray) -> dict:
@@ -219,7 +264,7 @@ def _count_codes(first_names: list[str], first: np.ndarray, second_names: list[s
     counts = np.bincount(first * len(second_names) + second, minlength=len(first_names) * len(second_names))
     counts = counts.reshape(len(first_names), len(second_names))
     return {name: {other: int(counts[i, j]) for j, other in enumerate(second_names) if counts[i, j]}
-            for i, name in enumerate(first_names)}
+            for i, name in enumerate(first_names) if counts[i].any()}
 
 
 def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
@@ -232,10 +277,14 @@ _SORTED_SPLITS = sorted(SPLITS)
 _SORTED_SPLIT_OF = np.array([_SORTED_SPLITS.index(split) for split in SPLITS])
 
 
+def coded_splits(split_index: np.ndarray) -> Coded:
+    """Rows' indices into SPLITS as a `Coded` (whose names are sorted)."""
+    return Coded(_SORTED_SPLITS, _SORTED_SPLIT_OF[split_index])
+
+
 def _count(labels, captures, split_index, report: SplitReport) -> None:
-    """Rows per class and split, and captures per split (split_index: rows' indices into SPLITS). Works on
-    codes: comparing object arrays of strings cost more than the split itself."""
-    report.counts.update(_count_codes(*distinct_strings(labels), _SORTED_SPLITS, _SORTED_SPLIT_OF[split_index]))
-    _, capture_codes = distinct_strings(captures)
+    """Rows per class and split, and captures per split (split_index: rows' indices into SPLITS)."""
+    report.counts.update(_count_codes(labels.names, labels.codes, _SORTED_SPLITS, _SORTED_SPLIT_OF[split_index]))
     for i, split in enumerate(SPLITS):
-        report.captures[split] = len(np.unique(capture_codes[split_index == i]))
+        report.captures[split] = int(np.count_nonzero(np.bincount(captures.codes[split_index == i],
+                                                                  minlength=len(captures.names))))
