@@ -37,7 +37,7 @@ STEPS = [
     (prepare_module, "anonymize_and_key", "anonymise + duplicate keys"),
     (prepare_module, "_finish", "pass two (all below)"),
     (prepare_module, "duplicate_mask", "  duplicates"),
-    (prepare_module, "assign_splits", "  splits"),
+    (prepare_module, "split_indices", "  splits"),
     (prepare_module, "_write_flow_files", "  write Parquet"),
     (prepare_module, "build_manifest", "  manifest"),
 ]

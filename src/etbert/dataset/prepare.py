@@ -406,7 +406,8 @@ def _contiguous_groups(sizes: list[int], groups: int) -> list[tuple[int, int]]:
 def write_flow_file(path: Path, parts: list[tuple[str, pa.Table | str]], keep: np.ndarray,
                     split_codes: np.ndarray) -> None:
     """Stream parts (capture name, flows), slice by slice, into one flow file with each kept flow's split and
-    id (bounded memory: a spilled part is mapped, not read)."""
+    id (bounded memory: a spilled part is mapped, not read). Spilled parts are deleted once written, here,
+    so that workers delete theirs in parallel."""
     writer = pq.ParquetWriter(path, DATASET_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS,
                               write_statistics=_STATISTICS_COLUMNS)
     split_names = pa.array(SPLITS, pa.string())
@@ -425,6 +426,8 @@ def write_flow_file(path: Path, parts: list[tuple[str, pa.Table | str]], keep: n
                                                                               pa.string()), "")
                 table = table.append_column("flow_id", flow_ids)
                 writer.write_table(table.cast(DATASET_SCHEMA))
+        if isinstance(part, str):
+            os.remove(part)
     writer.close()
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from etbert.flows.arrays import distinct_strings, factorize, grouped_order
+from etbert.flows.key_table import first_rows
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("flow", "capture", "time")
@@ -109,7 +110,10 @@ def duplicate_mask(keys, labels=None) -> tuple[np.ndarray, DuplicateReport]:
 
 
 def _first_row_of_key(keys) -> np.ndarray:
-    """For each row, the first row with the same key (hash-based: Arrow's dictionary encoding)."""
+    """For each row, the first row with the same key (hash-based: a compiled table for prepare's 16-byte
+    digests, Arrow's dictionary encoding for other keys)."""
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in "VS" and keys.dtype.itemsize == 16:
+        return first_rows(keys)
     if isinstance(keys, np.ndarray) and keys.dtype.kind in "VS" and keys.dtype.itemsize:
         _, codes = factorize(keys)
     else:
