@@ -2,7 +2,8 @@
 
 Two passes keep memory bounded: pass one meters every capture (in parallel, one capture per worker)
 into parts plus a small per-flow index (label, capture, start time, duplicate key); pass two decides
-duplicates, class limits and splits on that index and streams the parts into the final file. A part
+duplicates, class limits and splits on that index in this process, then the workers stream the parts
+into one flow file each (a contiguous run of captures per worker). A part
 stays in memory while the parts held so far fit in `PARTS_IN_MEMORY` bytes (one process only); beyond
 that it is spilled to an Arrow IPC file in the staging folder, so memory stays bounded whatever the
 size of the input.
