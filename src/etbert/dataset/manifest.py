@@ -20,8 +20,10 @@ from etbert.dataset.split import Coded, count_pairs
 SINGLE_PACKET_WARNING = 0.5
 
 
-def build_manifest(*, config, input_path, label_source, results, labels: Coded, splits: Coded, duplicate_report,
-                   limit_report, split_report) -> dict:
+def build_manifest(*, config, input_path, label_source, results, metered_labels: Coded, labels: Coded, splits: Coded,
+                   duplicate_report, limit_report, split_report) -> dict:
+    """``metered_labels``: every metered flow's label, in the order of ``results``; ``labels`` and ``splits``:
+    those of the flows written."""
     counts = count_pairs(labels, splits)
     status = Counter()
     totals = Counter()
@@ -67,7 +69,7 @@ def build_manifest(*, config, input_path, label_source, results, labels: Coded, 
         "duplicates": _plain(duplicate_report),
         "class_limits": _plain(limit_report),
         "split_report": _plain(split_report),
-        "degenerate_classes": _degenerate_classes(results),
+        "degenerate_classes": _degenerate_classes(metered_labels, results),
         "captures": captures,
         "not_captures": not_captures,
         "problems": [f"{r.capture}: {p}" for r in results if r.report.is_capture for p in r.report.problems],
@@ -75,9 +77,8 @@ def build_manifest(*, config, input_path, label_source, results, labels: Coded, 
     }
 
 
-def _degenerate_classes(results) -> dict[str, float]:
+def _degenerate_classes(labels: Coded, results) -> dict[str, float]:
     """Share of single-packet flows per class, for classes above SINGLE_PACKET_WARNING."""
-    labels = Coded.concatenate([r.labels for r in results])
     single_packet = np.concatenate([np.zeros(0, dtype=np.int64)] + [r.packet_counts for r in results]) == 1
     total = np.bincount(labels.codes, minlength=len(labels.names))
     single = np.bincount(labels.codes[single_packet], minlength=len(labels.names))

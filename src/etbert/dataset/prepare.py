@@ -324,9 +324,8 @@ _WRITE_SLICE_ROWS = 65536  # rows per write into a flow file: each write becomes
 def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, input_path, label_source,
             pool: ProcessPoolExecutor | None) -> dict:
     labels = Coded.concatenate([r.labels for r in results])
-    capture_names = sorted(r.capture for r in results)  # distinct: one result per capture file
-    capture_codes = np.searchsorted(np.array(capture_names, dtype=object), [r.capture for r in results])
-    captures = Coded(capture_names, np.repeat(capture_codes.astype(np.int64), [len(r.labels) for r in results]))
+    capture_of_result = coded([r.capture for r in results])
+    captures = Coded(capture_of_result.names, np.repeat(capture_of_result.codes, [len(r.labels) for r in results]))
     start_times = np.concatenate([np.zeros(0)] + [r.start_times for r in results])
     keys = np.concatenate([np.zeros(0, dtype=DIGEST)] + [r.duplicate_keys for r in results])
     unlabelled = labels.codes == labels.code_of("")
@@ -354,6 +353,7 @@ def _finish(results: list[CaptureResult], staging: Path, config: PrepareConfig, 
         input_path=input_path,
         label_source=label_source,
         results=results,
+        metered_labels=labels,
         labels=labels[keep],
         splits=coded_splits(split_codes[keep]),
         duplicate_report=duplicate_report,
