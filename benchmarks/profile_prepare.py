@@ -1,11 +1,15 @@
 """Where `prepare`'s time goes, step by step, and what Parquet compression costs.
 
     taskset -c 0 .venv/bin/python benchmarks/profile_prepare.py [CAPTURE_OR_FOLDER] [--repeat N] [--anonymize P]
+        [--files F --workers W]
 
 Default input: ../shared/data/ustc-tfc2016, tiled five times with distinct copies (as bench_prepare.py
-does). Runs `prepare` with one worker several times, timing its steps by wrapping the functions that do
-them, and prints the steps of the fastest run in milliseconds and as shares of the total (steps nest:
-"write" is part of "pass two"). Then writes the dataset's flow table again under several compressions.
+does), into one file (or F files, each with copies of their own). Runs `prepare` several times, timing
+its steps by wrapping the functions that do them, and prints the steps of the fastest run in
+milliseconds and as shares of the total (steps nest: "read" is part of "pass one", "write" of "pass
+two"). With W workers, the steps inside worker processes (read to anonymise, the writing inside "write")
+are not timed one by one: only their wall time in this process is. Then writes the dataset's flow table
+again under several compressions.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (module or class, function name, step name); nested steps are timed inside their parents
 STEPS = [
+    (prepare_module, "_meter_all", "pass one (read to anonymise)"),
     (prepare_module, "read_frames", "read"),
     (prepare_module, "decode", "decode"),
     (meter_module.FlowMeter, "_meter", "meter: packet loop and kept packets"),
@@ -72,14 +77,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--anonymize", default="strict")
+    parser.add_argument("--files", type=int, default=1, help="tiled files, each with distinct copies")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     totals: Counter = Counter()
     timed_steps(totals)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         (scratch / "in").mkdir()
-        frames = tiled_pcap(iter_capture_files(args.input), args.repeat, scratch / "in" / "tiled.pcap")
-        config = PrepareConfig(anonymize=args.anonymize, workers=1, overwrite=True)
+        frames = sum(tiled_pcap(iter_capture_files(args.input), args.repeat, scratch / "in" / f"tiled-{i}.pcap",
+                                first_copy=i * args.repeat) for i in range(args.files))
+        config = PrepareConfig(anonymize=args.anonymize, workers=args.workers, overwrite=True)
         best = None
         for _ in range(args.runs + 1):  # the first run is a warm-up
             totals.clear()
@@ -90,8 +98,8 @@ def main() -> None:
                 best = (elapsed, dict(totals))
         elapsed, steps = best
         flows = manifest["totals"]["flows"]
-        print(f"{args.input} tiled x{args.repeat}: {frames:,} frames, {flows:,} flows written, "
-              f"--anonymize {args.anonymize}, best of {args.runs}")
+        print(f"{args.input} tiled x{args.repeat} x{args.files} files: {frames:,} frames, {flows:,} flows written, "
+              f"--anonymize {args.anonymize}, --workers {args.workers}, best of {args.runs}")
         print(f"  {'prepare, in all':36} {elapsed * 1e3:8.1f} ms")
         for _, _, step in STEPS:
             print(f"  {step:36} {steps.get(step, 0) * 1e3:8.1f} ms  {steps.get(step, 0) / elapsed:6.1%}")
@@ -102,12 +110,25 @@ def main() -> None:
             path = scratch / f"flows-{compression}.parquet"
             seconds = min(_write_seconds(table, path, compression) for _ in range(3))
             print(f"  {compression:8} {seconds * 1e3:8.1f} ms  {os.path.getsize(path) / 1e6:8.2f} MB")
+        path = scratch / "flows-mixed.parquet"
+        codecs = _zstd_for_packet_bytes_only(scratch / "flows-zstd.parquet")
+        seconds = min(_write_seconds(table, path, codecs) for _ in range(3))
+        print(f"  {'zstd for the packet bytes, lz4 for the rest':8} {seconds * 1e3:8.1f} ms  "
+              f"{os.path.getsize(path) / 1e6:8.2f} MB")
         packet_bytes = table.select(["pkt_bytes"])
         seconds = min(_write_seconds(packet_bytes, scratch / "bytes.parquet", "zstd") for _ in range(3))
         print(f"  the packet bytes alone, zstd: {seconds * 1e3:.1f} ms")
 
 
-def _write_seconds(table, path: Path, compression: str) -> float:
+def _zstd_for_packet_bytes_only(written: Path) -> dict[str, str]:
+    """Per-column codecs for the columns of a written flow file, keyed by Parquet column path (a list's
+    values are "name.list.element")."""
+    schema = pq.ParquetFile(written).schema
+    paths = [schema.column(i).path for i in range(len(schema))]
+    return {path: "zstd" if path.startswith("pkt_bytes.") else "lz4" for path in paths}
+
+
+def _write_seconds(table, path: Path, compression) -> float:
     start = time.perf_counter()
     pq.write_table(table, path, compression=compression, use_dictionary=prepare_module._DICTIONARY_COLUMNS,
                    write_statistics=prepare_module._STATISTICS_COLUMNS)
