@@ -9,7 +9,7 @@ its steps by wrapping the functions that do them, and prints the steps of the fa
 milliseconds and as shares of the total (steps nest: "read" is part of "pass one", "write" of "pass
 two"). With W workers, the steps inside worker processes (read to anonymise, the writing inside "write")
 are not timed one by one: only their wall time in this process is. Then writes the dataset's flow table
-again under several compressions.
+again under several compressions, and reads it back.
 """
 
 from __future__ import annotations
@@ -105,33 +105,29 @@ def main() -> None:
             print(f"  {step:36} {steps.get(step, 0) * 1e3:8.1f} ms  {steps.get(step, 0) / elapsed:6.1%}")
 
         table = read_flows(scratch / "ds")
-        print(f"\nWriting the same {table.num_rows:,} flows again (best of 3):")
-        for compression in ("zstd", "lz4", "snappy", "none"):
-            path = scratch / f"flows-{compression}.parquet"
-            seconds = min(_write_seconds(table, path, compression) for _ in range(3))
-            print(f"  {compression:8} {seconds * 1e3:8.1f} ms  {os.path.getsize(path) / 1e6:8.2f} MB")
-        path = scratch / "flows-mixed.parquet"
-        codecs = _zstd_for_packet_bytes_only(scratch / "flows-zstd.parquet")
-        seconds = min(_write_seconds(table, path, codecs) for _ in range(3))
-        print(f"  {'zstd for the packet bytes, lz4 for the rest':8} {seconds * 1e3:8.1f} ms  "
-              f"{os.path.getsize(path) / 1e6:8.2f} MB")
+        print(f"\nWriting the same {table.num_rows:,} flows again, and reading them back (best of 3 writes, 5 reads):")
+        options = prepare_module.FLOW_FILE_OPTIONS
+        codecs = {"as prepare writes: zstd for the packet bytes, lz4 for the rest": options["compression"],
+                  "zstd": "zstd", "lz4": "lz4", "none": "none"}
+        writes = {}
+        for name, compression in codecs.items():
+            path = scratch / f"flows-{len(writes)}.parquet"
+            writes[name] = path, min(_timed(lambda: pq.write_table(table, path, **{**options,
+                                                                                   "compression": compression}))
+                                     for _ in range(3))
+        for name, (path, write) in writes.items():  # reads after all writes: a read just after its write is slower
+            read = min(_timed(lambda: pq.read_table(path, use_threads=False)) for _ in range(5))
+            print(f"  {name:64} write {write * 1e3:6.1f} ms  read {read * 1e3:6.1f} ms  "
+                  f"{os.path.getsize(path) / 1e6:6.2f} MB")
         packet_bytes = table.select(["pkt_bytes"])
-        seconds = min(_write_seconds(packet_bytes, scratch / "bytes.parquet", "zstd") for _ in range(3))
+        seconds = min(_timed(lambda: pq.write_table(packet_bytes, scratch / "bytes.parquet", compression="zstd"))
+                      for _ in range(3))
         print(f"  the packet bytes alone, zstd: {seconds * 1e3:.1f} ms")
 
 
-def _zstd_for_packet_bytes_only(written: Path) -> dict[str, str]:
-    """Per-column codecs for the columns of a written flow file, keyed by Parquet column path (a list's
-    values are "name.list.element")."""
-    schema = pq.ParquetFile(written).schema
-    paths = [schema.column(i).path for i in range(len(schema))]
-    return {path: "zstd" if path.startswith("pkt_bytes.") else "lz4" for path in paths}
-
-
-def _write_seconds(table, path: Path, compression) -> float:
+def _timed(action) -> float:
     start = time.perf_counter()
-    pq.write_table(table, path, compression=compression, use_dictionary=prepare_module._DICTIONARY_COLUMNS,
-                   write_statistics=prepare_module._STATISTICS_COLUMNS)
+    action()
     return time.perf_counter() - start
 
 
