@@ -229,7 +229,7 @@ def meter_capture(
             for table in held:
                 writer.write_table(table)
             held = []
-        labels.append(np.array(flow_labels, dtype=object))
+        labels.append(flow_labels)
         keys.append(flow_keys)
         start_times.append(flows.column("start_time").to_numpy())
         packet_counts.append(pc.add(flows.column("fwd_packets"), flows.column("bwd_packets")).to_numpy())
@@ -240,7 +240,7 @@ def meter_capture(
         report=report,
         counters=meter.counters,
         part=str(part) if writer is not None else pa.concat_tables(held) if held else None,
-        labels=coded(np.concatenate(labels) if labels else np.zeros(0, dtype=object)),
+        labels=Coded.concatenate(labels) if labels else coded([]),
         start_times=np.concatenate(start_times) if start_times else np.zeros(0),
         duplicate_keys=np.concatenate(keys) if keys else np.zeros(0, dtype=DIGEST),
         packet_counts=np.concatenate(packet_counts).astype(np.int64) if packet_counts else np.zeros(0, np.int64),
@@ -277,16 +277,16 @@ def _label_and_anonymize(flows: pa.RecordBatch, policy, seed, label_source: Labe
     anonymized, keys = anonymize_and_key(flows, policy, seed)
     table = pa.Table.from_batches([flows])
     table = table.set_column(table.schema.get_field_index("pkt_bytes"), "pkt_bytes", anonymized)
-    table = table.append_column("label", pa.array(labels, pa.string()))
+    table = table.append_column("label", pa.array(labels.names, pa.string()).take(labels.codes))
     return table, labels, keys
 
 
-def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str) -> list[str]:
+def _flow_labels(flows: pa.RecordBatch, label_source: LabelSource, capture: str) -> Coded:
     if label_source.flows is None:  # one label per capture
-        return [label_source.for_capture(capture) or ""] * flows.num_rows
+        return Coded([label_source.for_capture(capture) or ""], np.zeros(flows.num_rows, dtype=np.int64))
     columns = [flows.column(name).to_pylist() for name in ("protocol", "client_ip", "client_port", "server_ip",
                                                             "server_port")]
-    return [label_source.for_flow(capture, *row) or "" for row in zip(*columns)]
+    return coded([label_source.for_flow(capture, *row) or "" for row in zip(*columns)])
 
 
 def anonymize_and_key(flows: pa.RecordBatch, policy: str, seed: int) -> tuple[pa.ListArray, np.ndarray]:
