@@ -107,17 +107,20 @@ def main() -> None:
         table = read_flows(scratch / "ds")
         print(f"\nWriting the same {table.num_rows:,} flows again, and reading them back (best of 3 writes, 5 reads):")
         options = prepare_module.FLOW_FILE_OPTIONS
-        codecs = {"as prepare writes: zstd for the packet bytes, lz4 for the rest": options["compression"],
-                  "zstd": "zstd", "lz4": "lz4", "none": "none"}
+        codecs = {  # the other options as prepare's, at each codec's default level
+            "as prepare writes: zstd -1 for the packet bytes, lz4 for the rest": {},
+            "zstd": {"compression": "zstd", "compression_level": None},
+            "lz4": {"compression": "lz4", "compression_level": None},
+            "none": {"compression": "none", "compression_level": None},
+        }
         writes = {}
-        for name, compression in codecs.items():
+        for name, codec in codecs.items():
             path = scratch / f"flows-{len(writes)}.parquet"
-            writes[name] = path, min(_timed(lambda: pq.write_table(table, path, **{**options,
-                                                                                   "compression": compression}))
+            writes[name] = path, min(_timed(lambda: pq.write_table(table, path, **{**options, **codec}))
                                      for _ in range(3))
         for name, (path, write) in writes.items():  # reads after all writes: a read just after its write is slower
             read = min(_timed(lambda: pq.read_table(path, use_threads=False)) for _ in range(5))
-            print(f"  {name:64} write {write * 1e3:6.1f} ms  read {read * 1e3:6.1f} ms  "
+            print(f"  {name:68} write {write * 1e3:6.1f} ms  read {read * 1e3:6.1f} ms  "
                   f"{os.path.getsize(path) / 1e6:6.2f} MB")
         packet_bytes = table.select(["pkt_bytes"])
         seconds = min(_timed(lambda: pq.write_table(packet_bytes, scratch / "bytes.parquet", compression="zstd"))

@@ -440,17 +440,20 @@ def _values_type(field: pa.Field) -> pa.DataType:
     return field.type.value_type if pa.types.is_list(field.type) else field.type
 
 
-# Dictionary encoding only where values repeat (on packet bytes it is tried and dropped, at a cost); no
-# min/max statistics for list columns, which no reader filters on. zstd for the packet bytes, the bulk of
-# a dataset; lz4 for the other columns, mostly small integers and floats, which zstd shrinks further but
-# slowly: on the tiled USTC mix (benchmarks/profile_prepare.py) all-zstd wrote in 81 ms and read in 39 ms
-# to 6.3 MB, this mix writes in 70 ms and reads in 30 ms to 7.9 MB. Integers are delta-coded, which
-# costs no time and makes lz4's output smaller.
+# Dictionary encoding only where values repeat (on packet bytes it is tried and dropped, at a cost).
+# zstd for the packet bytes, the bulk of a dataset, at its fast level -1; lz4 for the other columns,
+# mostly small integers and floats, which zstd shrinks further but slowly. Integers are delta-coded, which
+# costs no time and makes lz4's output smaller. Min/max statistics only for the columns a reader selects
+# rows by; on the others they cost time and no reader uses them. On the tiled USTC mix
+# (benchmarks/profile_prepare.py, one core) all-zstd at level 1 with statistics everywhere wrote in 81 ms
+# and read in 39 ms to 6.3 MB; these options write in about 66 ms and read in 31 ms to 8.2 MB.
 _DICTIONARY_COLUMNS = ["capture", "linktype", "ip_version", "protocol", "end_reason", "label", "split"]
+_PACKET_BYTES = _parquet_path(DATASET_SCHEMA.field("pkt_bytes"))
 FLOW_FILE_OPTIONS = {
     "use_dictionary": _DICTIONARY_COLUMNS,
-    "write_statistics": [f.name for f in DATASET_SCHEMA if not pa.types.is_list(f.type)],
+    "write_statistics": ["capture", "label", "split", "protocol", "start_time", "duration"],
     "compression": {_parquet_path(f): "zstd" if f.name == "pkt_bytes" else "lz4" for f in DATASET_SCHEMA},
+    "compression_level": {_PACKET_BYTES: -1},
     "column_encoding": {_parquet_path(f): "DELTA_BINARY_PACKED" for f in DATASET_SCHEMA
                         if pa.types.is_integer(_values_type(f)) and f.name not in _DICTIONARY_COLUMNS},
 }
