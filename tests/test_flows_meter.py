@@ -256,6 +256,30 @@ def test_a_long_flow_survives_thousands_of_short_flows_ending_around_it():
     assert len(ports) == 1 + 9000  # every short packet a flow: ports 10000..12999 come back 12 s later
 
 
+def test_kept_bytes_stay_right_when_the_byte_store_drops_those_of_ended_flows():
+    # 6,000 short flows of 900-byte payloads end around a long flow: the store of kept packet bytes
+    # must drop theirs as they leave (bounded memory) and move the bytes of open flows, which must come
+    # out unchanged.
+    long_flow = [udp_packet(i * 0.5, C, S, 5000, 443, bytes([i]) * 700) for i in range(24)]
+    short = [udp_packet(i * 0.002, C, S, 10000 + i, 53, i.to_bytes(2, "big") * 450) for i in range(6000)]
+    packets = sorted(long_flow + short, key=lambda p: p[0])
+    meter = FlowMeter(MeterConfig(idle_timeout=1.0, close_grace=0.1, max_packets=10), capture="test.pcap")
+    tables, largest_store = [], 0
+    for i in range(0, len(packets), 100):
+        out = meter.add(decode(frames_of(packets[i : i + 100])))
+        tables += [] if out is None else [pa.Table.from_batches([out])]
+        largest_store = max(largest_store, meter._packet_bytes.used)
+    tables.append(pa.Table.from_batches([meter.flush()]))
+    table = pa.concat_tables(tables)
+    assert largest_store < 3_000_000 < 6000 * 928  # a second's worth of flows, not all the bytes seen
+    for row in table.to_pylist():
+        payloads = [packet[28:] for packet in row["pkt_bytes"]]  # after IPv4 (20) and UDP (8) headers
+        if row["client_port"] == 5000:
+            assert payloads == [bytes([i]) * 700 for i in range(10)]
+        else:
+            assert payloads == [(row["client_port"] - 10000).to_bytes(2, "big") * 450]
+
+
 _HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 _FLAGS = ("S", "SA", "A", "PA", "FA", "R", "")
 

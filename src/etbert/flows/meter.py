@@ -204,6 +204,7 @@ class _ByteStore:
     def __init__(self):
         self.data = np.zeros(1 << 16, dtype=np.uint8)
         self.used = 0
+        self._spare = np.zeros(0, dtype=np.uint8)  # what `keep_only` copies into: kept, so memory is reused
 
     def append_ranges(self, buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Store ``buffer[s : s + n]`` for every (s, n), back to back; returns where each starts in the store
@@ -211,6 +212,17 @@ class _ByteStore:
         offsets = range_offsets(lengths) + self.used
         self.data = _room_for(self.data, self.used, int(offsets[-1] - self.used))
         copy_ranges(buffer, starts, lengths, self.data, offsets)
+        self.used = int(offsets[-1])
+        return offsets
+
+    def keep_only(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Drop every byte but the ranges (s, n), which move to the front back to back; returns where each
+        starts now (and where the last ends)."""
+        offsets = range_offsets(lengths)
+        if len(self._spare) < len(self.data):
+            self._spare = np.zeros(len(self.data), dtype=np.uint8)
+        copy_ranges(self.data, starts, lengths, self._spare, offsets)
+        self.data, self._spare = self._spare, self.data
         self.used = int(offsets[-1])
         return offsets
 
@@ -426,7 +438,7 @@ class FlowMeter:
         take_records(self._slots, _slot_bytes(self._slots), _EMPTY_SLOT_BYTES, slots, why, records)  # empties slots
 
         columns: dict[str, np.ndarray | pa.Array] = {name: getattr(records, name) for name in SCHEMA_COLUMNS}
-        columns["capture"] = pa.array([self.capture], pa.string()).take(np.zeros(len(slots), dtype=np.int32))
+        columns["capture"] = pa.repeat(pa.scalar(self.capture, pa.string()), len(slots))
         columns["flow_index"] = np.arange(self._flow_index, self._flow_index + len(slots))
         columns["client_ip"] = format_addresses(records.client_addr)
         columns["server_ip"] = format_addresses(records.server_addr)
@@ -473,9 +485,7 @@ class FlowMeter:
         live = self._packets.live
         live_bytes = int(self._packets["blen"][live].sum())
         if self._packet_bytes.used > 2 * live_bytes + (1 << 20):
-            old, self._packet_bytes = self._packet_bytes, _ByteStore()
-            offsets = self._packet_bytes.append_ranges(old.data[: old.used], self._packets["bstart"][live],
-                                                       self._packets["blen"][live])
+            offsets = self._packet_bytes.keep_only(self._packets["bstart"][live], self._packets["blen"][live])
             self._packets["bstart"][np.flatnonzero(live)] = offsets[:-1]
 
 

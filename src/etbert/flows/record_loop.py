@@ -74,8 +74,11 @@ class FlowColumns(NamedTuple):
 SCHEMA_COLUMNS = FlowColumns._fields[:-3]  # those with the flow table's name and type
 
 
+_DTYPES = {name: np.dtype(FLOW_SCHEMA.field(name).type.to_pandas_dtype()) for name in SCHEMA_COLUMNS}
+
+
 def empty_columns(count: int) -> FlowColumns:
-    arrays = {name: np.empty(count, dtype=FLOW_SCHEMA.field(name).type.to_pandas_dtype()) for name in SCHEMA_COLUMNS}
+    arrays = {name: np.empty(count, dtype=dtype) for name, dtype in _DTYPES.items()}
     return FlowColumns(**arrays, client_addr=np.empty((count, 16), dtype=np.uint8),
                        server_addr=np.empty((count, 16), dtype=np.uint8), end_code=np.empty(count, dtype=np.int64))
 
