@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etbert.capture.frames import CaptureReport, FrameBatch
+from etbert.compiled import compiled
 
 # Frames longer than this are taken as a sign of damage, not data (libpcap's own maximum snaplen);
 # a file header announcing a larger snaplen raises the limit up to MAX_SNAPLEN.
@@ -89,7 +90,6 @@ class PcapParser:
         self.records = 0  # records consumed so far, to name a damaged one
         order = self.variant.order
         self.layout = header_layout(order, 16, sec=0, frac=4, caplen=8, wirelen=12)
-        self.caplen_field = struct.Struct(order + "8xI")
 
     def parse(self, chunk: bytes | bytearray, chunk_offset: int, at_eof: bool) -> Parsed:
         """Parse the complete records in ``chunk``; ``chunk_offset`` is the chunk's place in the file."""
@@ -106,10 +106,9 @@ class PcapParser:
             pos += FILE_HEADER_LEN
 
         header_len = self.variant.record_header_len
-        starts = self._walk(chunk, pos)
-        # The walk checked nothing (the loop is the reader's hot spot): judge the records it found at once.
         buffer = np.frombuffer(chunk, dtype=np.uint8)
-        positions = np.array(starts, dtype=np.int64)
+        # The walk checked nothing (the loop is the reader's hot spot): judge the records it found at once.
+        positions = self._walk(buffer, pos)
         headers = records_at(buffer, positions, self.layout)
         caplen = headers["caplen"].astype(np.int64)
         following = positions + header_len + caplen
@@ -139,17 +138,12 @@ class PcapParser:
         self.records += count
         return Parsed(self._batch(buffer, positions[:count], headers[:count]), pos, need, stop or at_eof)
 
-    def _walk(self, chunk: bytes | bytearray, pos: int) -> list[int]:
+    def _walk(self, buffer: np.ndarray, pos: int) -> np.ndarray:
         """Where each record whose header lies in the chunk starts, following caplens from ``pos`` unchecked."""
         header_len = self.variant.record_header_len
-        caplen_at = self.caplen_field.unpack_from
-        last_header = len(chunk) - header_len
-        starts: list[int] = []
-        append = starts.append
-        while pos <= last_header:
-            append(pos)
-            pos += header_len + caplen_at(chunk, pos)[0]
-        return starts
+        starts = np.empty(max((len(buffer) - pos) // header_len + 1, 0), dtype=np.int64)  # records take >= header_len
+        count = _record_starts(buffer, pos, header_len, self.variant.order == ">", starts)
+        return starts[:count]
 
     def _problem(self, records_before: int, file_offset: int, what: str) -> None:
         self.report.problems.append(f"record {self.records + records_before + 1} at byte offset {file_offset}: {what}")
@@ -168,3 +162,19 @@ class PcapParser:
             ts_ns=ts_ns,
             linktype=np.full(len(positions), self.linktype, dtype=np.int32),
         )
+
+
+@compiled
+def _record_starts(buffer, pos, header_len, big_endian, starts):
+    """Fill ``starts`` with where each record whose header lies in ``buffer`` starts, from ``pos`` on, each
+    caplen (the header's uint32 at byte 8) leading to the next; returns how many. Compiled: in Python this
+    loop took about a tenth of `prepare`'s time on captures of short packets."""
+    count = 0
+    while pos <= len(buffer) - header_len:
+        starts[count] = pos
+        count += 1
+        b0, b1, b2, b3 = (np.int64(buffer[pos + 8]), np.int64(buffer[pos + 9]), np.int64(buffer[pos + 10]),
+                          np.int64(buffer[pos + 11]))
+        caplen = (b0 << 24 | b1 << 16 | b2 << 8 | b3) if big_endian else (b3 << 24 | b2 << 16 | b1 << 8 | b0)
+        pos += header_len + caplen
+    return count
