@@ -21,8 +21,8 @@ from etbert.dataset.digest import SEEDS
 from etbert.dataset.layout import DatasetError, flow_files, read_flows, read_manifest
 from etbert.dataset import prepare as prepare_module
 from etbert.dataset.labels import load_label_source
-from etbert.dataset.prepare import (PrepareConfig, PrepareError, _contiguous_groups, anonymize_and_key, meter_capture,
-                                    prepare, warm_up_capture)
+from etbert.dataset.prepare import (PrepareConfig, PrepareError, _contiguous_groups, anonymize_and_key, flow_ids,
+                                    meter_capture, prepare, warm_up_capture)
 from etbert.flows.meter import FlowMeter, MeterConfig
 from etbert.packets.decode import decode
 
@@ -63,6 +63,14 @@ def corpus(tmp_path) -> Path:
     return root
 
 
+def test_flow_ids_are_the_capture_and_the_flow_index():
+    index = np.array([0, 7, 10, 99, 100, 12_345, 2**63 - 1], dtype=np.int64)
+    assert flow_ids("web/a é.pcap", index).to_pylist() == [f"web/a é.pcap#{i}" for i in index]
+    assert flow_ids("x.pcap", np.zeros(0, dtype=np.int64)).to_pylist() == []
+    with pytest.raises(ValueError):
+        flow_ids("x.pcap", np.array([-1]))
+
+
 def test_folder_layout_gives_labelled_split_dataset(corpus, tmp_path):
     manifest = prepare(corpus, tmp_path / "ds", PrepareConfig())
     table = read_flows(tmp_path / "ds")
@@ -70,6 +78,8 @@ def test_folder_layout_gives_labelled_split_dataset(corpus, tmp_path):
     assert set(table.column("label").to_pylist()) == {"web", "bulk"}
     assert set(table.column("split").to_pylist()) == {"train", "val", "test"}
     assert len(set(table.column("flow_id").to_pylist())) == 60  # one row per flow: no flow in two splits
+    assert table.column("flow_id").to_pylist() == [f"{c}#{i}" for c, i in zip(table.column("capture").to_pylist(),
+                                                                              table.column("flow_index").to_pylist())]
     assert manifest["anonymize"] == "strict" and manifest["split"] == "flow"
     assert sum(manifest["counts"]["web"].values()) == 30
     assert manifest["not_captures"] == ["README.txt"]

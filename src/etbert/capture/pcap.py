@@ -142,7 +142,11 @@ class PcapParser:
         """Where each record whose header lies in the chunk starts, following caplens from ``pos`` unchecked."""
         header_len = self.variant.record_header_len
         starts = np.empty(max((len(buffer) - pos) // header_len + 1, 0), dtype=np.int64)  # records take >= header_len
-        count = _record_starts(buffer, pos, header_len, self.variant.order == ">", starts)
+        # Chunks come as bytes or bytearray; one read-only view means one compiled variant, which worker
+        # processes inherit from the parent's warm-up (see `etbert.dataset.prepare`).
+        view = buffer.view()
+        view.flags.writeable = False
+        count = _record_starts(view, pos, header_len, self.variant.order == ">", starts)
         return starts[:count]
 
     def _problem(self, records_before: int, file_offset: int, what: str) -> None:
