@@ -15,7 +15,7 @@ import numpy as np
 
 from etbert.compiled import compiled, compiled_inline
 from etbert.dataset.digest import SEEDS, xxh64_range
-from etbert.flows.arrays import copy_range
+from etbert.flows.arrays import copy_range, mix64
 from etbert.protocols import ipv4, ipv6, tcp, udp
 
 # Field kinds: their names (anonymize's public ones) and, by position, their codes here.
@@ -40,8 +40,6 @@ _V6_EXTENSIONS = np.array(sorted(ipv6.GENERIC_EXTENSIONS | {ipv6.AUTHENTICATION,
 
 _NEVER = np.iinfo(np.int64).max  # a packet index no span has
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 @compiled_inline
@@ -164,18 +162,10 @@ def packet_spans(data, start, length, l4, spans):
 
 
 @compiled_inline
-def _mix64(x):
-    """SplitMix64's finaliser: a bijection of uint64 whose outputs look independent for nearby inputs."""
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
-
-
-@compiled_inline
 def _keyed_word(seed, kind, number, block):
     """Bytes 8 * block .. 8 * block + 7 (little-endian) of random replacement ``number`` of ``kind``."""
     counter = (np.uint64(kind) << np.uint64(48)) | (np.uint64(number) << np.uint64(4)) | np.uint64(block)
-    return _mix64(_mix64(seed ^ _GOLDEN) + counter * _GOLDEN)
+    return mix64(mix64(seed ^ _GOLDEN) + counter * _GOLDEN)
 
 
 @compiled_inline

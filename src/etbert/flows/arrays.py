@@ -1,5 +1,5 @@
 """Vectorised array helpers shared by the meter and the dataset stages: grouping keys and strings,
-ordering rows by group and gathering byte ranges out of a buffer."""
+ordering rows by group, gathering byte ranges out of a buffer, and a 64-bit mixer for compiled hashing."""
 
 from __future__ import annotations
 
@@ -99,3 +99,16 @@ def copy_range(source, start, target, at, count):
     source_at, target_at = np.uint64(start), np.uint64(at)
     for j in range(np.uint64(count)):
         target[target_at + j] = source[source_at + j]
+
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+@compiled_inline
+def mix64(x):
+    """SplitMix64's finaliser: a bijection of uint64 whose outputs look independent for nearby inputs
+    (the flow table's key hash, anonymisation's keyed replacement values)."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX_1
+    x = (x ^ (x >> np.uint64(27))) * _MIX_2
+    return x ^ (x >> np.uint64(31))

@@ -22,11 +22,10 @@ import os
 import numpy as np
 
 from etbert.compiled import compiled, compiled_inline
+from etbert.flows.arrays import mix64
 
 EMPTY = -1
 KEY_WORDS = 5
-_MIX_1 = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's 64-bit finaliser, a bijection that spreads every bit
-_MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
 
 
 def new_index(capacity: int) -> np.ndarray:
@@ -43,18 +42,8 @@ def packed_ports(protocol, lo_port, hi_port):
 
 
 @compiled_inline
-def _mix(h):
-    h ^= h >> np.uint64(33)
-    h *= _MIX_1
-    h ^= h >> np.uint64(33)
-    h *= _MIX_2
-    h ^= h >> np.uint64(33)
-    return h
-
-
-@compiled_inline
 def key_hash(seed, k0, k1, k2, k3, k4):
-    return _mix(_mix(_mix(_mix(_mix(seed ^ k0) ^ k1) ^ k2) ^ k3) ^ k4)
+    return mix64(mix64(mix64(mix64(mix64(seed ^ k0) ^ k1) ^ k2) ^ k3) ^ k4)
 
 
 @compiled_inline
