@@ -260,15 +260,11 @@ def _rows_per_class(values: Coded) -> dict:
 def count_pairs(firsts, seconds) -> dict[str, dict[str, int]]:
     """How many rows hold each (first, second) pair of strings present: {first: {second: count}}, sorted."""
     firsts, seconds = coded(firsts), coded(seconds)
-    return _count_codes(firsts.names, firsts.codes, seconds.names, seconds.codes)
-
-
-def _count_codes(first_names: list[str], first: np.ndarray, second_names: list[str], second: np.ndarray) -> dict:
-    """`count_pairs` over values given as sorted names and each row's index among them."""
-    counts = np.bincount(first * len(second_names) + second, minlength=len(first_names) * len(second_names))
-    counts = counts.reshape(len(first_names), len(second_names))
-    return {name: {other: int(counts[i, j]) for j, other in enumerate(second_names) if counts[i, j]}
-            for i, name in enumerate(first_names) if counts[i].any()}
+    width = len(seconds.names)
+    counts = np.bincount(firsts.codes * width + seconds.codes, minlength=len(firsts.names) * width)
+    counts = counts.reshape(len(firsts.names), width)
+    return {name: {other: int(counts[i, j]) for j, other in enumerate(seconds.names) if counts[i, j]}
+            for i, name in enumerate(firsts.names) if counts[i].any()}
 
 
 def _class_rng(seed: int, label: str, purpose: str) -> np.random.Generator:
@@ -288,7 +284,7 @@ def coded_splits(split_index: np.ndarray) -> Coded:
 
 def _count(labels, captures, split_index, report: SplitReport) -> None:
     """Rows per class and split, and captures per split (split_index: rows' indices into SPLITS)."""
-    report.counts.update(_count_codes(labels.names, labels.codes, _SORTED_SPLITS, _SORTED_SPLIT_OF[split_index]))
+    report.counts.update(count_pairs(labels, coded_splits(split_index)))
     for i, split in enumerate(SPLITS):
         report.captures[split] = int(np.count_nonzero(np.bincount(captures.codes[split_index == i],
                                                                   minlength=len(captures.names))))
