@@ -487,9 +487,9 @@ def _values_type(field: pa.Field) -> pa.DataType:
 # zstd for the packet bytes, the bulk of a dataset, at its fast level -1; lz4 for the other columns,
 # mostly small integers and floats, which zstd shrinks further but slowly. Integers are delta-coded, which
 # costs no time and makes lz4's output smaller. Min/max statistics only for the columns a reader selects
-# rows by; on the others they cost time and no reader uses them. On the tiled USTC mix
-# (benchmarks/profile_prepare.py, one core) all-zstd at level 1 with statistics everywhere wrote in 81 ms
-# and read in 39 ms to 6.3 MB; these options write in about 66 ms and read in 31 ms to 8.2 MB.
+# rows by; on the others they cost time and no reader uses them. On the tiled USTC mix, one core,
+# all-zstd at level 1 with statistics everywhere wrote in 81 ms and read in 39 ms to 6.3 MB (a one-off
+# comparison); these options write in about 66 ms and read in 31 ms to 8.2 MB (benchmarks/profile_prepare.py).
 _DICTIONARY_COLUMNS = ["capture", "linktype", "ip_version", "protocol", "end_reason", "label", "split"]
 _PACKET_BYTES = _parquet_path(DATASET_SCHEMA.field("pkt_bytes"))
 FLOW_FILE_OPTIONS = {
